@@ -102,7 +102,9 @@ def to_local_model(weights: Any, data_type: DataType, length: int | None = None)
 def encode_weights(weights: npt.NDArray[Any], scalar: float, config: MaskConfig) -> Elements:
     """e_i for every weight: uint64 when the config fits 8 bytes, else Python ints."""
     s = clamp_scalar(scalar, config)
-    if _fits_int64_path(weights, s, config):
+    if _fits_float64_path(weights, s, config):
+        encoded = _encode_float64(weights, s, config)
+    elif _fits_int64_path(weights, s, config):
         encoded = _encode_int64(weights, s, config)
     else:
         encoded = _encode_exact(weights, s, config)
@@ -117,6 +119,29 @@ def _significant_bits(value: Fraction) -> int:
     if numerator == 0:
         return 0
     return (numerator >> ((numerator & -numerator).bit_length() - 1)).bit_length()
+
+
+def _fits_float64_path(weights: npt.NDArray[Any], s: Fraction, config: MaskConfig) -> bool:
+    """Whether t·E is exact in float64: t has <= 29 significant bits and E = 10^10.
+
+    10^10 = 5^10 · 2^10 has only 23 significant bits, so the product has at most 52.
+    """
+    if config.bound_type is BoundType.BMAX or config.exp_shift_pow10 != 10:
+        return False
+    if weights.dtype != np.float32 or (s != 0 and s < Fraction(1, 2**500)):
+        return False
+    return 24 + _significant_bits(s) <= 29
+
+
+def _encode_float64(weights: npt.NDArray[Any], s: Fraction, config: MaskConfig) -> npt.NDArray[np.int64]:
+    bound = float(config.add_shift)
+    t = weights.astype(np.float64)
+    if s != 1:
+        t *= float(s)  # exact: at most 29 significant bits
+    np.clip(t, -bound, bound, out=t)  # exact: A is a float64 integer
+    t *= float(config.exp_shift)  # exact: at most 52 significant bits
+    np.floor(t, out=t)  # exact floor of an exact value; |t| <= 10^16 converts exactly
+    return t.astype(np.int64) + np.int64(config.shift_product)
 
 
 def _fits_int64_path(weights: npt.NDArray[Any], s: Fraction, config: MaskConfig) -> bool:
@@ -136,19 +161,26 @@ def _fits_int64_path(weights: npt.NDArray[Any], s: Fraction, config: MaskConfig)
 
 def _encode_int64(weights: npt.NDArray[Any], s: Fraction, config: MaskConfig) -> npt.NDArray[np.int64]:
     bound = float(config.add_shift)
-    shift_product = config.shift_product
-    t = weights.astype(np.float64) * float(s)  # exact: at most 38 significant bits
+    t = weights.astype(np.float64)
+    if s != 1:
+        t *= float(s)  # exact: at most 38 significant bits
     np.clip(t, -bound, bound, out=t)  # exact: A is a float64 integer
-    bits = 38  # t has at most 38 significant bits, so t·2^(bits - exponent) is an integer
-    fraction, exponent = np.frexp(t)
-    mantissa = np.ldexp(fraction, bits).astype(np.int64)  # exact integer
-    # t·E = mantissa · 5^10 · 2^(exponent - bits + 10)
+    # Read mantissa and exponent straight from the IEEE bits (cheaper than frexp/ldexp):
+    # t = ±mantissa · 2^exponent with a 53-bit mantissa whose low 15 bits are zero, because
+    # t has at most 38 significant bits. Dropping them keeps mantissa · 5^10 below 2^62.
+    bits = t.view(np.int64)
+    biased = (bits >> 52) & 0x7FF
+    mantissa = ((bits & ((1 << 52) - 1)) | (1 << 52)) >> 15
+    mantissa[biased == 0] = 0  # t == 0 (no subnormals: |t| >= 2^-649 whenever t != 0)
+    np.negative(mantissa, out=mantissa, where=bits < 0)
+    # t·E = mantissa · 5^10 · 2^(biased - 1075 + 15 + 10)
     product = mantissa * np.int64(_FIVE_POW_10)
-    shift = exponent.astype(np.int64) - bits + 10
-    right = np.minimum(np.maximum(-shift, 0), 63)
-    left = np.maximum(shift, 0)
-    floored: npt.NDArray[np.int64] = np.right_shift(product, right) << left  # arithmetic shift = floor
-    return floored + np.int64(shift_product)
+    shift = biased - 1050
+    right = np.clip(-shift, 0, 63)
+    floored: npt.NDArray[np.int64] = np.right_shift(product, right)  # arithmetic shift = floor
+    if (shift > 0).any():  # |t| >= 2^27 cannot pass the clamp (A <= 10^6); kept for safety
+        floored <<= np.maximum(shift, 0)
+    return floored + np.int64(config.shift_product)
 
 
 def _encode_exact(weights: npt.NDArray[Any], s: Fraction, config: MaskConfig) -> npt.NDArray[Any]:

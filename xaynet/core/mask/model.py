@@ -56,7 +56,11 @@ class GlobalModel:
             raise ZeroDivisionError("a global model weight has denominator 0")
         sign = np.where(dens < 0, -1, 1)
         nums, dens = nums * sign, dens * sign
-        divisor = np.gcd(nums, dens)
+        if np.ndim(denominator) == 0 and nums.dtype != object:
+            # One shared denominator: gcd(n, d) = gcd(n mod d, d) keeps Euclid short.
+            divisor = np.gcd(nums % dens, dens)
+        else:
+            divisor = np.gcd(nums, dens)
         divisor = np.where(divisor == 0, 1, divisor)
         return cls(nums // divisor, dens // divisor)
 

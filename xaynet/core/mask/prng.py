@@ -12,6 +12,7 @@ cache-sized chunks, and each chunk is viewed, masked, compared and filtered by n
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,19 @@ from xaynet.core.mask.object import MaskObject
 
 SEED_LENGTH = 32
 _CHUNK_BYTES = 1 << 21  # keystream generated per step: fits in cache, bounds memory
+_ZEROS = bytes(_CHUNK_BYTES)
+
+
+class _Scratch(threading.local):
+    """Per-thread buffers reused across derivations: fresh multi-MB allocations page-fault."""
+
+    def __init__(self) -> None:
+        self.keystream = bytearray(_CHUNK_BYTES)
+        self.words = np.empty(_CHUNK_BYTES // 4, dtype=np.uint64)
+        self.below = np.empty(_CHUNK_BYTES // 4, dtype=bool)
+
+
+_SCRATCH = _Scratch()
 
 
 class Keystream:
@@ -33,7 +47,8 @@ class Keystream:
     For the first 2^32 blocks it equals RFC 8439 ChaCha20 with a zero nonce and counter 0;
     `cryptography` takes a 16-byte nonce whose first 4 bytes are that counter. Bytes handed
     back with `unread` are returned again by the next `read`, so callers can consume exactly
-    as much as the original does.
+    as much as the original does. `read_chunk` fills a reused buffer (no page faults from
+    fresh allocations); its result is only valid until the next call.
     """
 
     def __init__(self, seed: bytes) -> None:
@@ -45,16 +60,26 @@ class Keystream:
         self.consumed = 0
 
     def read(self, size: int) -> bytes:
+        return bytes(self.read_chunk(size))
+
+    def read_chunk(self, size: int) -> memoryview:
         if size <= len(self._pending):
             out, self._pending = self._pending[:size], self._pending[size:]
-        else:
-            out = self._pending + self._encryptor.update(bytes(size - len(self._pending)))
-            self._pending = b""
+            self.consumed += size
+            return memoryview(out)
+        fresh = size - len(self._pending)
+        zeros = memoryview(_ZEROS)[:fresh] if fresh <= _CHUNK_BYTES else memoryview(bytes(fresh))
+        out = _SCRATCH.keystream if fresh <= _CHUNK_BYTES else bytearray(fresh)
+        view = memoryview(out)[:fresh]
+        self._encryptor.update_into(zeros, view)
         self.consumed += size
-        return out
+        if self._pending:
+            joined, self._pending = self._pending + bytes(view), b""
+            return memoryview(joined)
+        return view
 
-    def unread(self, data: bytes) -> None:
-        self._pending = data + self._pending
+    def unread(self, data: bytes | memoryview) -> None:
+        self._pending = bytes(data) + self._pending
         self.consumed -= len(data)
 
 
@@ -63,19 +88,19 @@ def _word_stride(draw: int) -> int:
     return 4 * ((draw + 3) // 4)
 
 
-def _accepted(chunk: bytes, order: int, draw: int, stride: int, wide: bool) -> tuple[Elements, np.ndarray]:
-    """Values of the attempts in `chunk` that are < order, and their attempt indices."""
+def _accepted(chunk: memoryview, order: int, draw: int, stride: int, wide: bool) -> tuple[Elements, Elements]:
+    """Attempts in `chunk` that are < order: their values, and the acceptance mask."""
     attempts = len(chunk) // stride
     if draw <= 8:
         dtype = np.dtype("<u4") if stride == 4 else np.dtype("<u8")
         values: npt.NDArray[np.unsignedinteger[Any]] = np.frombuffer(chunk, dtype=dtype, count=attempts)
+        scratch = stride == 8 and attempts <= len(_SCRATCH.words)
         if draw < stride:
-            values = np.bitwise_and(values, (1 << (8 * draw)) - 1, dtype=dtype)
-        keep = np.flatnonzero(values < order)
-        picked = values[keep].astype(np.uint64)
-        if wide:
-            picked = picked.astype(object)
-        return picked, keep
+            out = _SCRATCH.words[:attempts] if scratch else None
+            values = np.bitwise_and(values, (1 << (8 * draw)) - 1, dtype=dtype, out=out)
+        below = np.less(values, order, out=_SCRATCH.below[:attempts] if scratch else None)
+        picked = values[below].astype(np.uint64, copy=False)
+        return (picked.astype(object) if wide else picked), below
     rows = np.frombuffer(chunk, dtype=np.uint8, count=attempts * stride).reshape(attempts, stride)
     shift = 8 * (draw - 8)
     top = np.ascontiguousarray(rows[:, draw - 8 : draw]).view("<u8").reshape(attempts)
@@ -83,9 +108,8 @@ def _accepted(chunk: bytes, order: int, draw: int, stride: int, wide: bool) -> t
     below = top < order_top
     for i in np.flatnonzero(top == order_top):  # rare ties: compare exactly
         below[i] = int.from_bytes(rows[i, :draw].tobytes(), "little") < order
-    keep = np.flatnonzero(below)
-    raw = np.ascontiguousarray(rows[keep, :draw]).tobytes()
-    return decode_elements(raw, 0, len(keep), draw, wide=True), keep
+    raw = np.ascontiguousarray(rows[below, :draw]).tobytes()
+    return decode_elements(raw, 0, int(below.sum()), draw, wide=True), below
 
 
 def _acceptance(order: int, draw: int) -> float:
@@ -107,12 +131,12 @@ def draw_elements(stream: Keystream, config: MaskConfig, count: int) -> Elements
     while missing > 0:
         attempts = max(16, math.ceil(missing / acceptance * 1.02) + 8)
         attempts = min(attempts, max(1, _CHUNK_BYTES // stride))
-        chunk = stream.read(attempts * stride)
-        values, where = _accepted(chunk, order, draw, stride, wide)
+        chunk = stream.read_chunk(attempts * stride)
+        values, below = _accepted(chunk, order, draw, stride, wide)
         if len(values) > missing:
             # Give back the keystream after the last attempt we use, so the next draw (with
             # possibly another config) starts exactly where the original's would.
-            used = (int(where[missing - 1]) + 1) * stride
+            used = (int(np.flatnonzero(below)[missing - 1]) + 1) * stride
             stream.unread(chunk[used:])
             values = values[:missing]
         parts.append(values)
