@@ -1,0 +1,119 @@
+"""The libsodium constructions of the protocol, through PyNaCl (WIRE.md §1).
+
+Ed25519 identities sign messages and task tickets; X25519 sealed boxes carry messages to the
+coordinator and mask seeds to sum participants. Nothing here is hand-rolled: each function
+is one PyNaCl call plus the protocol's size checks and typed errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from nacl.bindings import crypto_sign_open
+from nacl.exceptions import BadSignatureError
+from nacl.exceptions import CryptoError as NaclCryptoError
+from nacl.public import PrivateKey, PublicKey, SealedBox
+from nacl.signing import SigningKey
+
+from xaynet.core.errors import DecryptError, LengthError, SignatureError
+
+PUBLIC_KEY_LENGTH = 32
+SIGNATURE_LENGTH = 64
+SEAL_OVERHEAD = 48
+SHA256_LENGTH = 32
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+@dataclass(frozen=True)
+class SigningKeyPair:
+    """A participant's long-term Ed25519 identity; `public` is its participant pk."""
+
+    seed: bytes
+    public: bytes
+
+    @classmethod
+    def generate(cls) -> SigningKeyPair:
+        return cls.from_seed(bytes(SigningKey.generate()))
+
+    @classmethod
+    def from_seed(cls, seed: bytes) -> SigningKeyPair:
+        if len(seed) != 32:
+            raise LengthError(f"an Ed25519 seed has 32 bytes, got {len(seed)}")
+        return cls(seed, bytes(SigningKey(seed).verify_key))
+
+    @classmethod
+    def from_libsodium_secret(cls, secret: bytes) -> SigningKeyPair:
+        """From libsodium's 64-byte form `seed ‖ public key` (the SDK's saved state)."""
+        if len(secret) != 64:
+            raise LengthError(f"a libsodium Ed25519 secret key has 64 bytes, got {len(secret)}")
+        pair = cls.from_seed(secret[:32])
+        if pair.public != secret[32:]:
+            raise SignatureError("the secret key's public half does not match its seed")
+        return pair
+
+    @property
+    def libsodium_secret(self) -> bytes:
+        return self.seed + self.public
+
+    def sign(self, message: bytes) -> bytes:
+        """Detached Ed25519 signature (64 bytes); deterministic."""
+        return SigningKey(self.seed).sign(message).signature
+
+
+def verify(public_key: bytes, message: bytes | memoryview, signature: bytes | memoryview) -> None:
+    """Raise `SignatureError` unless `signature` is `public_key`'s over `message`."""
+    if len(public_key) != PUBLIC_KEY_LENGTH or len(signature) != SIGNATURE_LENGTH:
+        raise SignatureError("malformed public key or signature")
+    try:
+        crypto_sign_open(bytes(signature) + bytes(message), bytes(public_key))
+    except (BadSignatureError, NaclCryptoError, ValueError) as exc:
+        raise SignatureError("the signature does not verify with the sender's public key") from exc
+
+
+def is_valid_signature(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    try:
+        verify(public_key, message, signature)
+    except SignatureError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class EncryptKeyPair:
+    """An X25519 key pair: the coordinator's round key or a sum participant's ephemeral key."""
+
+    secret: bytes
+    public: bytes
+
+    @classmethod
+    def generate(cls) -> EncryptKeyPair:
+        return cls.from_secret(bytes(PrivateKey.generate()))
+
+    @classmethod
+    def from_secret(cls, secret: bytes) -> EncryptKeyPair:
+        if len(secret) != 32:
+            raise LengthError(f"an X25519 secret key has 32 bytes, got {len(secret)}")
+        return cls(secret, bytes(PrivateKey(secret).public_key))
+
+    def open(self, sealed: bytes | memoryview) -> bytes:
+        """Open a sealed box addressed to this key pair."""
+        if len(sealed) < SEAL_OVERHEAD:
+            raise DecryptError(f"a sealed box has at least {SEAL_OVERHEAD} bytes, got {len(sealed)}")
+        try:
+            return SealedBox(PrivateKey(self.secret)).decrypt(bytes(sealed))
+        except NaclCryptoError as exc:
+            raise DecryptError(
+                "the message does not open with this round's key (sealed to another key, "
+                "e.g. an earlier round's, or corrupted)"
+            ) from exc
+
+
+def seal(recipient_public: bytes, plaintext: bytes) -> bytes:
+    """Sealed box of `plaintext` to an X25519 public key: 48 bytes longer, randomised."""
+    if len(recipient_public) != PUBLIC_KEY_LENGTH:
+        raise LengthError(f"an X25519 public key has 32 bytes, got {len(recipient_public)}")
+    return SealedBox(PublicKey(recipient_public)).encrypt(plaintext)

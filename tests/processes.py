@@ -1,0 +1,227 @@
+"""Real processes for tests: redis-server and `xaynet coordinator`, on free loopback ports."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def http_post(url: str, body: bytes, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, data=body, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            result = predicate()
+            if result:
+                return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@dataclass
+class RedisServer:
+    port: int
+    process: subprocess.Popen[bytes]
+    directory: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def start(self) -> None:
+        """(Re)start on the same port and directory, keeping the data (AOF)."""
+        self.process = _spawn_redis(self.port, self.directory)
+        wait_until(lambda: _redis_ping(self.port), 10, "redis-server to answer PING")
+
+
+def _spawn_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
+    return subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(directory),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+            "--protected-mode",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _redis_ping(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+        sock.sendall(b"PING\r\n")
+        return sock.recv(16).startswith(b"+PONG")
+
+
+@contextlib.contextmanager
+def redis_server(directory: Path) -> Iterator[RedisServer]:
+    port = free_port()
+    server = RedisServer(port, _spawn_redis(port, directory), directory)
+    try:
+        wait_until(lambda: _redis_ping(port), 10, "redis-server to answer PING")
+        yield server
+    finally:
+        server.stop()
+
+
+def pet_config(
+    model_length: int,
+    *,
+    port: int,
+    redis_url: str | None = None,
+    namespace: str = "test",
+    export: Path | None = None,
+    sum_prob: float = 0.3,
+    update_prob: float = 0.9,
+    min_sum_count: int = 1,
+    min_update_count: int = 3,
+    min_sum2_count: int = 1,
+    times: tuple[float, float, float] = (2, 2, 1),
+    max_time: float = 30,
+    extra: str = "",
+) -> str:
+    redis = f'[redis]\nurl = "{redis_url}"\nnamespace = "{namespace}"\n' if redis_url else ""
+    exports = f'[model_export]\ndirectory = "{export}"\n' if export else ""
+    return f"""
+[log]
+filter = "xaynet=debug,info"
+[api]
+bind_address = "127.0.0.1:{port}"
+[pet]
+min_sum_count = {min_sum_count}
+max_sum_count = 100
+min_update_count = {min_update_count}
+max_update_count = 1000
+min_sum2_count = {min_sum2_count}
+max_sum2_count = 100
+min_sum_time = {times[0]}
+max_sum_time = {max_time}
+min_update_time = {times[1]}
+max_update_time = {max_time}
+min_sum2_time = {times[2]}
+max_sum2_time = {max_time}
+sum = {sum_prob}
+update = {update_prob}
+[mask]
+group_type = "Prime"
+data_type = "F32"
+bound_type = "B0"
+model_type = "M3"
+[model]
+length = {model_length}
+{redis}{exports}{extra}
+"""
+
+
+@dataclass
+class CoordinatorProcess:
+    config: Path
+    port: int
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, wait_ready: bool = True) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "xaynet", "coordinator", "-c", str(self.config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+        )
+        if wait_ready:
+            wait_until(
+                lambda: http_get(self.url + "/healthz", 1)[0] == 200 or self._died(),
+                30,
+                "coordinator /healthz",
+            )
+            assert self.process.poll() is None, self.logs()
+
+    def _died(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
+
+    def status(self) -> dict[str, Any]:
+        code, body = http_get(self.url + "/status")
+        assert code == 200, body
+        result: dict[str, Any] = json.loads(body)
+        return result
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(10)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@contextlib.contextmanager
+def coordinator_process(
+    directory: Path, config_text: str, port: int, env: dict[str, str] | None = None
+) -> Iterator[CoordinatorProcess]:
+    config = directory / "config.toml"
+    config.write_text(config_text)
+    coordinator = CoordinatorProcess(config, port, directory / "coordinator.log", env=env or {})
+    coordinator.start()
+    try:
+        yield coordinator
+    finally:
+        coordinator.kill(signal.SIGTERM)
