@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -26,12 +27,13 @@ from aiohttp import web
 from xaynet.coordinator.machine import PhaseMachine
 from xaynet.coordinator.pipeline import Outcome, Request, Verdict
 from xaynet.coordinator.services import Services
-from xaynet.coordinator.store.base import StoreUnavailable
+from xaynet.coordinator.store.base import StoreUnavailableError
 from xaynet.core.bincode import encode_seed_dict, encode_sum_dict
 
 log = logging.getLogger("xaynet.coordinator.http")
 SERVICES = web.AppKey("services", Services)
 MACHINE = web.AppKey("machine", PhaseMachine)
+PHASE_TASK: web.AppKey[asyncio.Task[None]] = web.AppKey("phase_task")
 OCTETS = "application/octet-stream"
 
 
@@ -78,7 +80,7 @@ async def post_message(request: web.Request) -> web.Response:
         try:
             verdict = await machine.submit(prepared)
             services.metrics.store_up.set(1)
-        except StoreUnavailable as error:
+        except StoreUnavailableError as error:
             services.metrics.store_up.set(0)
             verdict = Verdict(Outcome.UNAVAILABLE, "store_unavailable", str(error))
     else:
@@ -148,7 +150,7 @@ async def readyz(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     try:
         await services.store.ping()
-    except StoreUnavailable as error:
+    except StoreUnavailableError as error:
         services.metrics.store_up.set(0)
         return _json(503, {"ready": False, "reason": "store_unavailable", "detail": str(error)})
     services.metrics.store_up.set(1)
@@ -188,9 +190,6 @@ def status_document(services: Services) -> dict[str, Any]:
 
 async def status(request: web.Request) -> web.Response:
     return _json(200, status_document(request.app[SERVICES]))
-
-
-PHASE_TASK = web.AppKey("phase_task", Any)
 
 
 def build_app(services: Services, machine: PhaseMachine) -> web.Application:

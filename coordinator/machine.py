@@ -16,8 +16,8 @@ from xaynet.coordinator.phases import error, idle, sum, sum2, unmask, update
 from xaynet.coordinator.pipeline import Outcome, Request, Verdict
 from xaynet.coordinator.services import Services, log
 from xaynet.coordinator.settings import Settings
-from xaynet.coordinator.state import MESSAGE_PHASES, PhaseFailed, RoundState
-from xaynet.coordinator.store.base import Phase, RoundRecord, Store, StoreUnavailable
+from xaynet.coordinator.state import MESSAGE_PHASES, RoundFailedError, RoundState
+from xaynet.coordinator.store.base import Phase, RoundRecord, Store, StoreUnavailableError
 from xaynet.core.bincode import RoundParameters
 from xaynet.core.crypto import EncryptKeyPair
 from xaynet.core.errors import XaynetError
@@ -103,9 +103,9 @@ class PhaseMachine:
                     await unmask.run(services)
                 else:  # pragma: no cover - shutdown
                     return
-            except PhaseFailed as failure:
+            except RoundFailedError as failure:
                 await error.run(services, failure.reason, failure.message)
-            except StoreUnavailable as failure:
+            except StoreUnavailableError as failure:
                 await error.run(services, "store_unavailable", str(failure))
             services.metrics.store_up.set(1)
 
@@ -122,9 +122,10 @@ class PhaseMachine:
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise PhaseFailed(
+                raise RoundFailedError(
                     "phase_timeout",
-                    f"the {phase.value} phase had {accepted} of {min_count} required messages after {max_time:g} s",
+                    f"the {phase.value} phase had {accepted} of {min_count} required messages "
+                    f"after {max_time:g} s",
                 )
             try:
                 await asyncio.wait_for(state.changed.wait(), remaining)

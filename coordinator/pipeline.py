@@ -52,18 +52,18 @@ class Request:
     payload: Payload
 
 
-class RejectedMessage(Exception):
+class MessageRefusedError(Exception):
     def __init__(self, verdict: Verdict) -> None:
         super().__init__(verdict.detail)
         self.verdict = verdict
 
 
-def _invalid(error: XaynetError) -> RejectedMessage:
-    return RejectedMessage(Verdict(Outcome.INVALID, error.reason, error.message))
+def _invalid(error: XaynetError) -> MessageRefusedError:
+    return MessageRefusedError(Verdict(Outcome.INVALID, error.reason, error.message))
 
 
-def _rejected(reason: str, detail: str) -> RejectedMessage:
-    return RejectedMessage(Verdict(Outcome.REJECTED, reason, detail))
+def _rejected(reason: str, detail: str) -> MessageRefusedError:
+    return MessageRefusedError(Verdict(Outcome.REJECTED, reason, detail))
 
 
 def open_and_verify(body: bytes, view: RoundView) -> Message:
@@ -141,7 +141,7 @@ class MessagePipeline:
                     )
                 payload = assembled
             check_eligibility(message.participant_pk, payload, view)
-        except RejectedMessage as rejection:
+        except MessageRefusedError as rejection:
             return rejection.verdict
         return Request(view, view.record.phase, message.participant_pk, payload)
 

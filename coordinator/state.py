@@ -19,7 +19,7 @@ from xaynet.core.mask.aggregate import Aggregation
 MESSAGE_PHASES = (Phase.SUM, Phase.UPDATE, Phase.SUM2)
 
 
-class PhaseFailed(Exception):
+class RoundFailedError(Exception):
     """The current round cannot complete; the machine starts a new one."""
 
     def __init__(self, reason: str, message: str) -> None:

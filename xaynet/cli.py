@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from collections.abc import Callable, Sequence
 
@@ -19,10 +20,8 @@ def _coordinator(args: argparse.Namespace) -> int:
         print(f"xaynet coordinator: {error}", file=sys.stderr)
         return 2
     logs.configure(settings.log.filter, settings.log.format)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_forever(settings))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from xaynet.coordinator.services import Services, log
-from xaynet.coordinator.store.base import Phase, StoreUnavailable
+from xaynet.coordinator.store.base import Phase, StoreUnavailableError
 
 RETRY_SECONDS = 2.0
 
@@ -25,7 +25,7 @@ async def run(services: Services, reason: str, message: str) -> None:
             await services.store.ping()
             services.metrics.store_up.set(1)
             return
-        except StoreUnavailable as error:
+        except StoreUnavailableError as error:
             services.metrics.store_up.set(0)
             log.warning("waiting for the store", extra={"detail": str(error)})
             await asyncio.sleep(RETRY_SECONDS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from xaynet.coordinator.pipeline import Outcome, Request, Verdict
 from xaynet.coordinator.services import Services
-from xaynet.coordinator.state import PhaseFailed
+from xaynet.coordinator.state import RoundFailedError
 from xaynet.coordinator.store.base import Phase
 from xaynet.core.mask.aggregate import Aggregation
 from xaynet.core.message.payloads import SumPayload
@@ -30,7 +30,7 @@ async def finish(services: Services) -> None:
     state = services.state
     sum_dict = await services.store.sum_dict()
     if not sum_dict:
-        raise PhaseFailed("no_sum_participants", "the sum phase ended without any sum participant")
+        raise RoundFailedError("no_sum_participants", "the sum phase ended without any sum participant")
     state.sum_dict = sum_dict
     state.aggregation = Aggregation(state.record.params.mask_config, state.record.params.model_length)
     await services.enter(state.record.with_phase(Phase.UPDATE))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from xaynet.coordinator.services import Services, log
-from xaynet.coordinator.state import PhaseFailed
+from xaynet.coordinator.state import RoundFailedError
 from xaynet.coordinator.store.base import Phase, StoredModel
 from xaynet.core.errors import XaynetError
 from xaynet.core.mask.object import MaskObject
@@ -14,9 +14,9 @@ from xaynet.core.mask.object import MaskObject
 def choose_mask(best: list[tuple[bytes, int]]) -> bytes:
     """The mask with a strictly highest vote count (ties fail the round, PHASES.md §4.5)."""
     if not best:
-        raise PhaseFailed("no_mask", "no sum participant sent a mask")
+        raise RoundFailedError("no_mask", "no sum participant sent a mask")
     if len(best) > 1 and best[0][1] == best[1][1]:
-        raise PhaseFailed("ambiguous_masks", f"two different masks have {best[0][1]} votes each")
+        raise RoundFailedError("ambiguous_masks", f"two different masks have {best[0][1]} votes each")
     return best[0][0]
 
 
@@ -25,13 +25,13 @@ async def run(services: Services) -> None:
     async with state.lock:
         aggregation = state.aggregation
         if aggregation is None:
-            raise PhaseFailed("no_aggregate", "nothing was aggregated this round")
+            raise RoundFailedError("no_aggregate", "nothing was aggregated this round")
         chosen = choose_mask(await services.store.best_masks())
         try:
             mask = MaskObject.from_bytes(chosen)
             model = aggregation.unmask(mask)
         except XaynetError as error:
-            raise PhaseFailed(error.reason, f"unmasking failed: {error.message}") from error
+            raise RoundFailedError(error.reason, f"unmasking failed: {error.message}") from error
         body = model.to_bincode()
         stored = StoredModel(state.record.round_id, body, hashlib.sha256(body).hexdigest())
         await services.store.save_model(stored)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from xaynet.coordinator.pipeline import Outcome, Request, Verdict
 from xaynet.coordinator.services import Services
-from xaynet.coordinator.state import PhaseFailed
+from xaynet.coordinator.state import RoundFailedError
 from xaynet.coordinator.store.base import AggregateSnapshot, Phase, UpdateOutcome
 from xaynet.core.errors import MaskError
 from xaynet.core.mask.object import MaskObject
@@ -53,8 +53,8 @@ async def handle(services: Services, request: Request) -> Verdict:
 
 def _explain(outcome: UpdateOutcome) -> str:
     return {
-        UpdateOutcome.LENGTH_MISMATCH: "the local seed dictionary does not have one entry per sum participant",
-        UpdateOutcome.UNKNOWN_SUM_PARTICIPANT: "the local seed dictionary names a key that is not a sum participant",
+        UpdateOutcome.LENGTH_MISMATCH: "the seed dictionary does not have one entry per sum participant",
+        UpdateOutcome.UNKNOWN_SUM_PARTICIPANT: "the seed dictionary names a non-sum participant",
         UpdateOutcome.DUPLICATE: "this participant already sent its update",
     }.get(outcome, outcome.value)
 
@@ -78,6 +78,6 @@ async def finish(services: Services) -> None:
         await fold(services)
     seed_dict = await services.store.seed_dict()
     if not seed_dict or not any(seed_dict.values()):
-        raise PhaseFailed("no_seed_dict", "the update phase ended without a seed dictionary")
+        raise RoundFailedError("no_seed_dict", "the update phase ended without a seed dictionary")
     state.seed_dict = seed_dict
     await services.enter(state.record.with_phase(Phase.SUM2))

@@ -19,7 +19,7 @@ from xaynet.core.bincode import RoundParameters
 from xaynet.core.crypto import EncryptKeyPair
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailableError(Exception):
     """The store cannot be reached or failed; the request may be retried later."""
 
 

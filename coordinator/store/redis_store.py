@@ -13,7 +13,7 @@ import functools
 import json
 import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
@@ -25,7 +25,7 @@ from xaynet.coordinator.store.base import (
     Phase,
     RoundRecord,
     StoredModel,
-    StoreUnavailable,
+    StoreUnavailableError,
     UpdateOutcome,
 )
 from xaynet.core.bincode import RoundParameters
@@ -65,8 +65,8 @@ _UPDATE_OUTCOMES = {
 _MASK_OUTCOMES = {0: MaskOutcome.ACCEPTED, -1: MaskOutcome.UNKNOWN_SUM_PARTICIPANT, -2: MaskOutcome.DUPLICATE}
 
 
-def _guarded(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
-    """Turn Redis failures into `StoreUnavailable` and report each call's latency."""
+def _guarded(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Turn Redis failures into `StoreUnavailableError` and report each call's latency."""
 
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
@@ -76,7 +76,7 @@ def _guarded(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
         try:
             return await method(*args, **kwargs)
         except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"Redis at {store.safe_url} failed: {exc}") from exc
+            raise StoreUnavailableError(f"Redis at {store.safe_url} failed: {exc}") from exc
         finally:
             store.observe(method.__name__, time.perf_counter() - start)
 
