@@ -48,6 +48,7 @@ def compose_update(
     params: RoundParameters,
     sum_dict: dict[bytes, bytes],
     weights: Any,
+    *,
     scalar: float = 1.0,
     seed: bytes | None = None,
 ) -> UpdatePayload:

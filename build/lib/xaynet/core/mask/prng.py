@@ -64,9 +64,9 @@ class Keystream:
 
     def read_chunk(self, size: int) -> memoryview:
         if size <= len(self._pending):
-            out, self._pending = self._pending[:size], self._pending[size:]
+            head, self._pending = self._pending[:size], self._pending[size:]
             self.consumed += size
-            return memoryview(out)
+            return memoryview(head)
         fresh = size - len(self._pending)
         zeros = memoryview(_ZEROS)[:fresh] if fresh <= _CHUNK_BYTES else memoryview(bytes(fresh))
         out = _SCRATCH.keystream if fresh <= _CHUNK_BYTES else bytearray(fresh)

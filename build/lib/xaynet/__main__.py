@@ -1,0 +1,3 @@
+from xaynet.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,208 @@
+"""HTTP routes: the five routes of the original API, plus health, readiness, metrics, status.
+
+`POST /message` answers (documented in the README):
+* 200, empty body, `X-Xaynet-Result: accepted` — the message counts.
+* 200, `X-Xaynet-Result: rejected|discarded|buffered`, JSON reason — a genuine message of this
+  round that its rules refuse (wrong phase, duplicate, not eligible, ...), a message beyond
+  the phase's maximum, or one chunk of a multipart message. The original answered 200 to
+  everything, and its clients re-post the same bytes on any other status, which would stall
+  them; so these stay 200.
+* 400 with a JSON reason — bytes that cannot be a message of this round (cannot be opened
+  with the round key, malformed, bad signature). 413 — larger than any message can be.
+* 503 — the store is unavailable; nothing changed, the client's retry will be processed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+
+from xaynet.coordinator.machine import PhaseMachine
+from xaynet.coordinator.pipeline import Outcome, Request, Verdict
+from xaynet.coordinator.services import Services
+from xaynet.coordinator.store.base import StoreUnavailableError
+from xaynet.core.bincode import encode_seed_dict, encode_sum_dict
+
+log = logging.getLogger("xaynet.coordinator.http")
+SERVICES = web.AppKey("services", Services)
+MACHINE = web.AppKey("machine", PhaseMachine)
+PHASE_TASK: web.AppKey[asyncio.Task[None]] = web.AppKey("phase_task")
+OCTETS = "application/octet-stream"
+
+
+def max_message_size(services: Services) -> int:
+    """The largest POST body any message of these settings can have (a sealed update)."""
+    mask = services.settings.mask_configs
+    length = services.settings.model.length
+    model = 12 + length * mask.vect.bytes_per_number + mask.unit.bytes_per_number
+    payload = 128 + model + 4 + 112 * services.settings.pet.max_sum_count
+    return 48 + 136 + payload
+
+
+def _json(status: int, data: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status, text=json.dumps(data), content_type="application/json", headers=headers
+    )
+
+
+def _message_response(verdict: Verdict) -> web.Response:
+    headers = {"X-Xaynet-Result": verdict.outcome.value}
+    if verdict.reason:
+        headers["X-Xaynet-Reason"] = verdict.reason
+    body = {"result": verdict.outcome.value, "reason": verdict.reason, "detail": verdict.detail}
+    match verdict.outcome:
+        case Outcome.ACCEPTED:
+            return web.Response(status=200, headers=headers)
+        case Outcome.INVALID:
+            return _json(400, body, headers)
+        case Outcome.UNAVAILABLE:
+            headers["Retry-After"] = "2"
+            return _json(503, body, headers)
+        case _:
+            return _json(200, body, headers)
+
+
+async def post_message(request: web.Request) -> web.Response:
+    services, machine = request.app[SERVICES], request.app[MACHINE]
+    state = services.state
+    body = await request.read()
+    services.metrics.received_bytes.inc(len(body))
+    view = state.view()
+    prepared = await services.pipeline.prepare(body, view)
+    if isinstance(prepared, Request):
+        try:
+            verdict = await machine.submit(prepared)
+            services.metrics.store_up.set(1)
+        except StoreUnavailableError as error:
+            services.metrics.store_up.set(0)
+            verdict = Verdict(Outcome.UNAVAILABLE, "store_unavailable", str(error))
+    else:
+        verdict = prepared
+    services.metrics.messages.labels(
+        view.record.phase.value, verdict.outcome.value, verdict.reason or "ok"
+    ).inc()
+    if verdict.outcome is Outcome.ACCEPTED:
+        services.metrics.participants.labels(view.record.phase.value).set(state.accepted(view.record.phase))
+    else:
+        if verdict.outcome in (Outcome.REJECTED, Outcome.DISCARDED) and view.record.phase in state.counters:
+            counter = state.counters[view.record.phase]
+            if verdict.outcome is Outcome.REJECTED:
+                counter.rejected += 1
+            else:
+                counter.discarded += 1
+        log.debug(
+            "message %s", verdict.outcome.value, extra={"reason": verdict.reason, "detail": verdict.detail}
+        )
+    return _message_response(verdict)
+
+
+async def get_params(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[SERVICES].state.params_body, content_type=OCTETS)
+
+
+async def get_sums(request: web.Request) -> web.Response:
+    sum_dict = request.app[SERVICES].state.sum_dict
+    if sum_dict is None:
+        return web.Response(status=204)
+    return web.Response(body=encode_sum_dict(sum_dict), content_type=OCTETS)
+
+
+async def get_seeds(request: web.Request) -> web.Response:
+    raw = request.query.get("pk")
+    if raw is None:
+        return _json(
+            400, {"error": "the query parameter pk (base64 of the sum participant's public key) is missing"}
+        )
+    try:
+        pk = base64.b64decode(raw.replace(" ", "+"), validate=True)
+    except (binascii.Error, ValueError):
+        pk = b""
+    if len(pk) != 32:
+        return _json(400, {"error": "pk must be the standard base64 of a 32-byte public key"})
+    seed_dict = request.app[SERVICES].state.seed_dict
+    if seed_dict is None or pk not in seed_dict:
+        return web.Response(status=204)
+    return web.Response(body=encode_seed_dict(seed_dict[pk]), content_type=OCTETS)
+
+
+async def get_model(request: web.Request) -> web.Response:
+    model = request.app[SERVICES].state.model
+    if model is None:
+        return web.Response(status=204)
+    return web.Response(body=model.body, content_type=OCTETS, headers={"X-Xaynet-Round": str(model.round_id)})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    task = request.app.get(PHASE_TASK)
+    if task is not None and task.done():
+        return _json(500, {"healthy": False, "reason": "the phase machine stopped"})
+    return _json(200, {"healthy": True})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    try:
+        await services.store.ping()
+    except StoreUnavailableError as error:
+        services.metrics.store_up.set(0)
+        return _json(503, {"ready": False, "reason": "store_unavailable", "detail": str(error)})
+    services.metrics.store_up.set(1)
+    return _json(200, {"ready": True, "store": services.store.kind})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    return web.Response(
+        body=services.metrics.render(), headers={"Content-Type": services.metrics.content_type}
+    )
+
+
+def status_document(services: Services) -> dict[str, Any]:
+    state = services.state
+    record = state.record
+    params = record.params
+    model = state.model
+    return {
+        "round_id": record.round_id,
+        "phase": record.phase.value,
+        "phase_started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.phase_started_wall)),
+        "counts": {phase.value: counter.as_dict() for phase, counter in state.counters.items()},
+        "sum_participants": len(state.sum_dict) if state.sum_dict is not None else None,
+        "rounds_completed": state.rounds_completed,
+        "rounds_failed": state.rounds_failed,
+        "last_failure": state.last_failure,
+        "model_length": params.model_length,
+        "mask_config": str(params.mask_config.vect),
+        "probabilities": {"sum": params.sum, "update": params.update},
+        "store": services.store.kind,
+        "global_model": None
+        if model is None
+        else {"round_id": model.round_id, "checksum": f"sha256:{model.checksum}", "size": len(model.body)},
+    }
+
+
+async def status(request: web.Request) -> web.Response:
+    return _json(200, status_document(request.app[SERVICES]))
+
+
+def build_app(services: Services, machine: PhaseMachine) -> web.Application:
+    app = web.Application(client_max_size=max_message_size(services))
+    app[SERVICES] = services
+    app[MACHINE] = machine
+    app.router.add_get("/params", get_params)
+    app.router.add_get("/sums", get_sums)
+    app.router.add_get("/seeds", get_seeds)
+    app.router.add_get("/model", get_model)
+    app.router.add_post("/message", post_message)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/status", status)
+    return app

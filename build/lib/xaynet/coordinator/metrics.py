@@ -1,0 +1,67 @@
+"""Prometheus metrics of one coordinator (its own registry, so tests can run several)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from xaynet.coordinator.store.base import Phase
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+_PHASE_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+class CoordinatorMetrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.round_id = Gauge("xaynet_round_id", "Id of the current round", registry=r)
+        self.phase = Gauge("xaynet_phase", "1 for the coordinator's current PET phase", ["phase"], registry=r)
+        self.phase_duration = Histogram(
+            "xaynet_phase_duration_seconds",
+            "How long each phase lasted",
+            ["phase"],
+            buckets=_PHASE_BUCKETS,
+            registry=r,
+        )
+        self.messages = Counter(
+            "xaynet_messages_total",
+            "POST /message outcomes by phase, outcome and reason",
+            ["phase", "outcome", "reason"],
+            registry=r,
+        )
+        self.received_bytes = Counter(
+            "xaynet_received_bytes_total", "Bytes of POST /message bodies", registry=r
+        )
+        self.unique_masks = Gauge(
+            "xaynet_unique_masks", "Distinct masks submitted in Sum2 of the current round", registry=r
+        )
+        self.participants = Gauge(
+            "xaynet_phase_accepted", "Messages accepted in the current round per phase", ["phase"], registry=r
+        )
+        self.rounds = Counter("xaynet_rounds_total", "Finished rounds by result", ["result"], registry=r)
+        self.store_latency = Histogram(
+            "xaynet_store_latency_seconds",
+            "Latency of store operations",
+            ["operation"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.store_up = Gauge("xaynet_store_up", "1 when the last store operation succeeded", registry=r)
+        self.model_round = Gauge(
+            "xaynet_global_model_round", "Round of the latest published global model", registry=r
+        )
+        for phase in Phase:
+            self.phase.labels(phase.value).set(0)
+
+    def set_phase(self, phase: Phase) -> None:
+        for each in Phase:
+            self.phase.labels(each.value).set(1 if each is phase else 0)
+
+    def observe_store(self, operation: str, seconds: float) -> None:
+        self.store_latency.labels(operation).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,48 @@
+"""Unmask: pick the mask most sum participants agree on, unmask, publish the global model."""
+
+from __future__ import annotations
+
+import hashlib
+
+from xaynet.coordinator.services import Services, log
+from xaynet.coordinator.state import RoundFailedError
+from xaynet.coordinator.store.base import Phase, StoredModel
+from xaynet.core.errors import XaynetError
+from xaynet.core.mask.object import MaskObject
+
+
+def choose_mask(best: list[tuple[bytes, int]]) -> bytes:
+    """The mask with a strictly highest vote count (ties fail the round, PHASES.md §4.5)."""
+    if not best:
+        raise RoundFailedError("no_mask", "no sum participant sent a mask")
+    if len(best) > 1 and best[0][1] == best[1][1]:
+        raise RoundFailedError("ambiguous_masks", f"two different masks have {best[0][1]} votes each")
+    return best[0][0]
+
+
+async def run(services: Services) -> None:
+    state = services.state
+    async with state.lock:
+        aggregation = state.aggregation
+        if aggregation is None:
+            raise RoundFailedError("no_aggregate", "nothing was aggregated this round")
+        chosen = choose_mask(await services.store.best_masks())
+        try:
+            mask = MaskObject.from_bytes(chosen)
+            model = aggregation.unmask(mask)
+        except XaynetError as error:
+            raise RoundFailedError(error.reason, f"unmasking failed: {error.message}") from error
+        body = model.to_bincode()
+        stored = StoredModel(state.record.round_id, body, hashlib.sha256(body).hexdigest())
+        await services.store.save_model(stored)
+        if services.exporter is not None:
+            services.exporter.write(stored.round_id, body, stored.checksum)
+        state.model = stored
+        state.rounds_completed += 1
+        services.metrics.rounds.labels("completed").inc()
+        services.metrics.model_round.set(stored.round_id)
+        log.info(
+            "global model published",
+            extra={"round_id": stored.round_id, "models": aggregation.nb_models, "checksum": stored.checksum},
+        )
+        await services.enter(state.record.with_phase(Phase.IDLE))

@@ -1,0 +1,99 @@
+"""The coordinator's live round state, shared by the phase machine, the message pipeline and
+the HTTP routes.
+
+One `asyncio.Lock` serialises everything that changes the round: a message is accepted
+under it, and a phase ends under it, so no message can slip into a phase that has already
+read its dictionaries. `epoch` counts phase changes; a message checked against an older
+epoch is refused ("phase ended") instead of landing in the wrong phase.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from xaynet.coordinator.store.base import Phase, RoundRecord, StoredModel
+from xaynet.core.mask.aggregate import Aggregation
+
+MESSAGE_PHASES = (Phase.SUM, Phase.UPDATE, Phase.SUM2)
+
+
+class RoundFailedError(Exception):
+    """The current round cannot complete; the machine starts a new one."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass
+class PhaseCounters:
+    accepted: int = 0
+    rejected: int = 0
+    discarded: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"accepted": self.accepted, "rejected": self.rejected, "discarded": self.discarded}
+
+
+@dataclass(frozen=True)
+class RoundView:
+    """What a message is checked against: an immutable snapshot taken when it arrives."""
+
+    epoch: int
+    record: RoundRecord
+
+
+@dataclass
+class RoundState:
+    record: RoundRecord
+    epoch: int = 0
+    phase_started_wall: float = field(default_factory=time.time)
+    phase_started: float = field(default_factory=time.monotonic)
+    counters: dict[Phase, PhaseCounters] = field(
+        default_factory=lambda: {p: PhaseCounters() for p in MESSAGE_PHASES}
+    )
+    accepted_pks: set[bytes] = field(default_factory=set)
+    sum_dict: dict[bytes, bytes] | None = None
+    seed_dict: dict[bytes, dict[bytes, bytes]] | None = None
+    aggregation: Aggregation | None = None
+    unfolded: list[bytes] = field(default_factory=list)
+    model: StoredModel | None = None
+    rounds_completed: int = 0
+    rounds_failed: int = 0
+    last_failure: str | None = None
+    params_body: bytes = b""
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.params_body = self.record.params.to_bincode()
+
+    @property
+    def phase(self) -> Phase:
+        return self.record.phase
+
+    def view(self) -> RoundView:
+        return RoundView(self.epoch, self.record)
+
+    def enter(self, record: RoundRecord) -> None:
+        """Switch to the record's phase (call with the lock held)."""
+        self.record = record
+        self.params_body = record.params.to_bincode()
+        self.epoch += 1
+        self.phase_started = time.monotonic()
+        self.phase_started_wall = time.time()
+        if record.phase in MESSAGE_PHASES:
+            self.counters[record.phase] = PhaseCounters()
+            self.accepted_pks = set()
+        self.changed.set()
+
+    def accepted(self, phase: Phase) -> int:
+        return self.counters[phase].accepted if phase in self.counters else 0
+
+    def note_accepted(self, phase: Phase, pk: bytes) -> None:
+        self.counters[phase].accepted += 1
+        self.accepted_pks.add(pk)
+        self.changed.set()
