@@ -1,3 +1,0 @@
-from xaynet.cli import main
-
-raise SystemExit(main())
