@@ -176,6 +176,7 @@ def status_document(services: Services) -> dict[str, Any]:
         "counts": {phase.value: counter.as_dict() for phase, counter in state.counters.items()},
         "sum_participants": len(state.sum_dict) if state.sum_dict is not None else None,
         "rounds_completed": state.rounds_completed,
+        "last_round": state.last_round,
         "rounds_failed": state.rounds_failed,
         "last_failure": state.last_failure,
         "model_length": params.model_length,

@@ -61,6 +61,8 @@ class RoundState:
     aggregation: Aggregation | None = None
     unfolded: list[bytes] = field(default_factory=list)
     model: StoredModel | None = None
+    phase_durations: dict[str, float] = field(default_factory=dict)
+    last_round: dict[str, object] | None = None
     rounds_completed: int = 0
     rounds_failed: int = 0
     last_failure: str | None = None
@@ -80,11 +82,18 @@ class RoundState:
 
     def enter(self, record: RoundRecord) -> None:
         """Switch to the record's phase (call with the lock held)."""
+        now = time.monotonic()
+        if record.round_id == self.record.round_id:
+            self.phase_durations[self.record.phase.value] = round(now - self.phase_started, 3)
+        else:
+            self.phase_durations = {}
         self.record = record
         self.params_body = record.params.to_bincode()
         self.epoch += 1
-        self.phase_started = time.monotonic()
+        self.phase_started = now
         self.phase_started_wall = time.time()
+        if record.phase is Phase.SUM:  # a new round: every phase starts from zero
+            self.counters = {p: PhaseCounters() for p in MESSAGE_PHASES}
         if record.phase in MESSAGE_PHASES:
             self.counters[record.phase] = PhaseCounters()
             self.accepted_pks = set()

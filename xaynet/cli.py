@@ -25,6 +25,27 @@ def _coordinator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _test_drive(args: argparse.Namespace) -> int:
+    from xaynet.testdrive.driver import Options, run
+
+    if args.participants < 4:
+        print(
+            "xaynet test-drive: at least 4 participants are needed (a round needs 3 updates and 1 sum)",
+            file=sys.stderr,
+        )
+        return 2
+    options = Options(
+        participants=args.participants,
+        rounds=args.rounds,
+        model_length=args.model_length,
+        url=args.url,
+        max_message_size=None if args.max_message_size == 0 else args.max_message_size,
+        stall_seconds=args.stall_seconds,
+    )
+    outcome = asyncio.run(run(options))
+    return 0 if outcome.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xaynet", description="Private federated learning with the XayNet PET protocol."
@@ -35,6 +56,27 @@ def build_parser() -> argparse.ArgumentParser:
         "-c", "--config", help="config.toml (the original format); env XAYNET_SECTION__KEY overrides"
     )
     coordinator.set_defaults(run=_coordinator)
+    drive = commands.add_parser(
+        "test-drive", help="N participants complete private rounds; every global model is checked"
+    )
+    drive.add_argument(
+        "-n", "--participants", type=int, default=10, help="number of participants (default 10)"
+    )
+    drive.add_argument("-r", "--rounds", type=int, default=3, help="rounds to complete (default 3)")
+    drive.add_argument("-l", "--model-length", type=int, default=4, help="weights per model (default 4)")
+    drive.add_argument(
+        "-u", "--url", help="a running coordinator; default: start an embedded one (in-memory)"
+    )
+    drive.add_argument(
+        "--max-message-size",
+        type=int,
+        default=3912,
+        help="bytes per POST before chunking; 0 = unlimited (default 3912)",
+    )
+    drive.add_argument(
+        "--stall-seconds", type=float, default=300.0, help="fail when no round completes this long"
+    )
+    drive.set_defaults(run=_test_drive)
     for register in _EXTENSIONS:
         register(commands)
     return parser

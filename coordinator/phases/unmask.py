@@ -39,6 +39,14 @@ async def run(services: Services) -> None:
             services.exporter.write(stored.round_id, body, stored.checksum)
         state.model = stored
         state.rounds_completed += 1
+        state.last_round = {
+            "round_id": state.record.round_id,
+            "counts": {phase.value: counter.as_dict() for phase, counter in state.counters.items()},
+            "sum_participants": len(state.sum_dict or {}),
+            "models_aggregated": aggregation.nb_models,
+            "phase_seconds": dict(state.phase_durations),
+            "checksum": f"sha256:{stored.checksum}",
+        }
         services.metrics.rounds.labels("completed").inc()
         services.metrics.model_round.set(stored.round_id)
         log.info(
@@ -46,3 +54,5 @@ async def run(services: Services) -> None:
             extra={"round_id": stored.round_id, "models": aggregation.nb_models, "checksum": stored.checksum},
         )
         await services.enter(state.record.with_phase(Phase.IDLE))
+        if state.last_round is not None:
+            state.last_round["phase_seconds"] = dict(state.phase_durations)

@@ -1,0 +1,365 @@
+"""The participant's state machine on asyncio (SDK.md §1), one coroutine per participant.
+
+Each `tick` fetches `/params`; different parameters mean a new round and reset everything.
+Then the current state takes one step: pick a task, compose a message, send it (all chunks,
+retrying the identical sealed bytes after a failure, as the original does), poll `/sums` or
+`/seeds`. Heavy steps (masking, deriving masks) run in worker threads so thousands of
+participants can share one event loop.
+
+Differences from the original, deliberately: every request has a timeout, a coordinator that
+stays unreachable (or answers garbage) ends `run` with a typed exception instead of polling
+forever, and the whole state can be saved and restored in any phase.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from xaynet.core.bincode import RoundParameters
+from xaynet.core.crypto import EncryptKeyPair, SigningKeyPair, seal
+from xaynet.core.errors import EncodingError, MaskError, ModelLengthError, XaynetError
+from xaynet.core.mask.model import GlobalModel
+from xaynet.core.message.chunks import DEFAULT_MAX_MESSAGE_SIZE
+from xaynet.core.message.envelope import encode_messages
+from xaynet.core.message.payloads import Payload
+from xaynet.sdk.client import CoordinatorClient, PostAnswer, join_url
+from xaynet.sdk.errors import (
+    CoordinatorProtocolError,
+    CoordinatorUnreachableError,
+    LocalModelDataTypeMisMatch,
+    LocalModelLengthMisMatch,
+    ParticipantRestore,
+)
+from xaynet.sdk.tasks import Task, compose_sum, compose_sum2, compose_update, model_array, select_task
+
+log = logging.getLogger("xaynet.sdk")
+STATE_VERSION = 1
+
+
+class State(enum.StrEnum):
+    AWAITING = "awaiting"
+    NEW_ROUND = "new_round"
+    SUM = "sum"
+    UPDATE = "update"
+    SUM2 = "sum2"
+    SENDING = "sending"
+
+
+@dataclass
+class PollSchedule:
+    """When to tick next: quickly after progress, then slower (×factor) up to `maximum`.
+
+    The wheel's cadence is 0.1 s growing by ×1.2 to 10 s (SDK.md §3).
+    """
+
+    minimum: float = 0.1
+    maximum: float = 10.0
+    factor: float = 1.2
+    _idle: int = 0
+
+    def next_delay(self, progressed: bool) -> float:
+        if progressed:
+            self._idle = 0
+            return self.minimum
+        delay = min(self.maximum, self.minimum * self.factor**self._idle)
+        self._idle += 1
+        return delay
+
+
+@dataclass
+class Events:
+    """Hooks for whoever drives the participant (all optional, all synchronous)."""
+
+    new_round: Callable[[RoundParameters], None] = lambda _params: None
+    task: Callable[[Task, RoundParameters], None] = lambda _task, _params: None
+    sent: Callable[[Task, PostAnswer, int], None] = lambda _task, _answer, _size: None
+    worked: Callable[[Task, float], None] = lambda _task, _seconds: None  # CPU in the SDK
+    gave_up: Callable[[str], None] = lambda _reason: None
+
+
+@dataclass
+class _Round:
+    """What the participant holds for the current round (reset when `/params` changes)."""
+
+    state: State = State.NEW_ROUND
+    task: Task = Task.NONE
+    ephemeral: EncryptKeyPair | None = None
+    pending: list[bytes] = field(default_factory=list)  # plaintexts still to seal and send
+    retry_body: bytes | None = None  # sealed bytes whose POST failed: re-sent identically
+    after_sending: State = State.AWAITING
+
+
+class Participant:
+    def __init__(
+        self,
+        coordinator_url: str,
+        *,
+        keys: SigningKeyPair | None = None,
+        scalar: float = 1.0,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        session: aiohttp.ClientSession | None = None,
+        events: Events | None = None,
+        model_provider: Callable[[RoundParameters], Any] | None = None,
+        schedule: PollSchedule | None = None,
+        give_up_after: float = 120.0,
+        request_timeout: float = 30.0,
+    ) -> None:
+        self.url = coordinator_url
+        self.keys = keys or SigningKeyPair.generate()
+        self.scalar = scalar
+        self.max_message_size = max_message_size
+        self.events = events or Events()
+        self.model_provider = model_provider
+        self.schedule = schedule or PollSchedule()
+        self.give_up_after = give_up_after
+        self._own_session = session is None
+        self._session = session
+        self._request_timeout = request_timeout
+        self._client: CoordinatorClient | None = None
+        self.params: RoundParameters | None = None
+        self._params_bytes = b""
+        self.round = _Round(state=State.AWAITING)
+        self._local_model: Any = None
+        self.wants_model = False
+        self.new_global_model = False
+        join_url(coordinator_url, "params")  # a bad URL fails here, at construction
+
+    # -- lifecycle -----------------------------------------------------------------------
+    @property
+    def client(self) -> CoordinatorClient:
+        if self._client is None:
+            if self._session is None:
+                self._session = aiohttp.ClientSession()
+            self._client = CoordinatorClient(self.url, self._session, timeout=self._request_timeout)
+        return self._client
+
+    async def close(self) -> None:
+        if self._own_session and self._session is not None:
+            await self._session.close()
+        self._session = None
+        self._client = None
+
+    @property
+    def task(self) -> Task:
+        return self.round.task
+
+    @property
+    def state(self) -> State:
+        return self.round.state
+
+    def set_model(self, weights: Any) -> None:
+        """Provide the local model for the next update task (one slot, like the wheel)."""
+        if self.params is None:
+            raise LocalModelLengthMisMatch("no round is known yet: the model length is not known")
+        try:
+            self._local_model = model_array(weights, self.params)
+        except ModelLengthError as error:
+            raise LocalModelLengthMisMatch(error.message) from None
+        except EncodingError as error:
+            raise LocalModelDataTypeMisMatch(error.message) from None
+        self.wants_model = False
+
+    async def global_model(self) -> GlobalModel | None:
+        model = await self.client.model()
+        self.new_global_model = False
+        return model
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Tick until `stop` is set; raise if the coordinator stays unreachable or garbled."""
+        stop = stop or asyncio.Event()
+        failing_since: float | None = None
+        try:
+            while not stop.is_set():
+                try:
+                    progressed = await self.tick()
+                    failing_since = None
+                except (CoordinatorUnreachableError, CoordinatorProtocolError) as error:
+                    now = time.monotonic()
+                    failing_since = failing_since or now
+                    if now - failing_since >= self.give_up_after:
+                        self.events.gave_up(error.message)
+                        raise
+                    progressed = False
+                delay = self.schedule.next_delay(progressed)
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                except TimeoutError:
+                    pass
+        finally:
+            await self.close()
+
+    # -- one transition ------------------------------------------------------------------
+    async def tick(self) -> bool:
+        params, raw = await self.client.params()
+        if raw != self._params_bytes:
+            self._params_bytes = raw
+            self.params = params
+            self.round = _Round()
+            self.new_global_model = True
+            self.events.new_round(params)
+            return True
+        return await self._step(params)
+
+    async def _step(self, params: RoundParameters) -> bool:
+        current = self.round
+        match current.state:
+            case State.AWAITING:
+                return False
+            case State.NEW_ROUND:
+                current.task = select_task(self.keys, params)
+                self.events.task(current.task, params)
+                if current.task is Task.SUM:
+                    current.ephemeral = EncryptKeyPair.generate()
+                    current.state = State.SUM
+                elif current.task is Task.UPDATE:
+                    current.state = State.UPDATE
+                    self.wants_model = self._local_model is None
+                else:
+                    current.state = State.AWAITING
+                return True
+            case State.SUM:
+                assert current.ephemeral is not None
+                self._queue(params, compose_sum(self.keys, params, current.ephemeral), State.SUM2)
+                return True
+            case State.UPDATE:
+                return await self._update(params)
+            case State.SUM2:
+                return await self._sum2(params)
+            case State.SENDING:
+                return await self._send(params)
+
+    def _timed(self, function: Callable[..., Payload], *args: Any, **kwargs: Any) -> Payload:
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            self.events.worked(self.round.task, time.perf_counter() - started)
+
+    def _queue(self, params: RoundParameters, payload: Payload, after: State) -> None:
+        started = time.perf_counter()
+        self.round.pending = encode_messages(self.keys, params.pk, payload, self.max_message_size)
+        self.events.worked(self.round.task, time.perf_counter() - started)
+        self.round.after_sending = after
+        self.round.state = State.SENDING
+
+    async def _update(self, params: RoundParameters) -> bool:
+        sums = await self.client.sums()
+        if sums is None:
+            return False
+        model = self._local_model
+        if model is None and self.model_provider is not None:
+            model = self.model_provider(params)
+        if model is None:
+            self.wants_model = True
+            return False
+        self._local_model = None
+        try:
+            payload = await asyncio.to_thread(
+                self._timed, compose_update, self.keys, params, sums, model, scalar=self.scalar
+            )
+        except (EncodingError, ModelLengthError) as error:
+            log.error("the local model does not fit this round: %s", error.message)
+            self.round.state = State.AWAITING
+            return True
+        self._queue(params, payload, State.AWAITING)
+        return True
+
+    async def _sum2(self, params: RoundParameters) -> bool:
+        seeds = await self.client.seeds(self.keys.public)
+        if seeds is None:
+            return False
+        assert self.round.ephemeral is not None
+        try:
+            payload = await asyncio.to_thread(
+                self._timed, compose_sum2, self.keys, params, self.round.ephemeral, seeds
+            )
+        except (MaskError, XaynetError) as error:
+            log.warning("giving up this round's sum2 task: %s", error.message)
+            self.round.state = State.AWAITING
+            return True
+        self._queue(params, payload, State.AWAITING)
+        return True
+
+    async def _send(self, params: RoundParameters) -> bool:
+        current = self.round
+        progressed = False
+        while current.retry_body is not None or current.pending:
+            body = current.retry_body
+            if body is None:
+                started = time.perf_counter()
+                body = seal(params.pk, current.pending.pop(0))
+                self.events.worked(current.task, time.perf_counter() - started)
+            current.retry_body = body
+            try:
+                answer = await self.client.post_message(body)
+            except CoordinatorUnreachableError:
+                if progressed:
+                    return True
+                raise
+            current.retry_body = None
+            progressed = True
+            self.events.sent(current.task, answer, len(body))
+            if answer.status == 400:
+                log.error("the coordinator refused our message as invalid: %s", answer.reason)
+                current.pending = []
+                break
+        current.state = current.after_sending
+        return True
+
+    # -- save / restore ------------------------------------------------------------------
+    def save(self) -> bytes:
+        """Everything needed to resume, including secret keys: store it like a secret."""
+        current = self.round
+        data = {
+            "version": STATE_VERSION,
+            "signing_seed": self.keys.seed.hex(),
+            "scalar": self.scalar,
+            "max_message_size": self.max_message_size,
+            "params": self._params_bytes.hex(),
+            "state": current.state.value,
+            "task": int(current.task),
+            "ephemeral_secret": current.ephemeral.secret.hex() if current.ephemeral else None,
+            "pending": [m.hex() for m in current.pending],
+            "retry_body": current.retry_body.hex() if current.retry_body else None,
+            "after_sending": current.after_sending.value,
+        }
+        return json.dumps(data).encode()
+
+    @classmethod
+    def restore(cls, coordinator_url: str, saved: bytes, **options: Any) -> Participant:
+        try:
+            data = json.loads(saved)
+            if data.get("version") != STATE_VERSION:
+                raise ValueError(f"unknown state version {data.get('version')}")
+            participant = cls(
+                coordinator_url,
+                keys=SigningKeyPair.from_seed(bytes.fromhex(data["signing_seed"])),
+                scalar=float(data["scalar"]),
+                max_message_size=data["max_message_size"],
+                **options,
+            )
+            params_bytes = bytes.fromhex(data["params"])
+            if params_bytes:
+                participant.params = RoundParameters.from_bincode(params_bytes)
+                participant._params_bytes = params_bytes
+            secret = data["ephemeral_secret"]
+            participant.round = _Round(
+                state=State(data["state"]),
+                task=Task(data["task"]),
+                ephemeral=EncryptKeyPair.from_secret(bytes.fromhex(secret)) if secret else None,
+                pending=[bytes.fromhex(m) for m in data["pending"]],
+                retry_body=bytes.fromhex(data["retry_body"]) if data["retry_body"] else None,
+                after_sending=State(data["after_sending"]),
+            )
+        except (ValueError, KeyError, TypeError, XaynetError) as error:
+            raise ParticipantRestore(f"the saved participant state cannot be restored: {error}") from None
+        return participant

@@ -1,0 +1,49 @@
+"""Settings of the coordinator test-drive embeds (in-memory store, fast phases).
+
+The probabilities aim at a handful of sum participants (each derives one mask per update, the
+heaviest job) and every other participant updating; the minimum update count sits three
+standard deviations below the expected number of updaters, so a round waits for nearly all
+of them but is not failed by the lottery.
+"""
+
+from __future__ import annotations
+
+import math
+
+from xaynet.coordinator.settings import Settings
+
+
+def sum_probability(participants: int) -> float:
+    return min(0.3, max(0.01, 5 / participants))
+
+
+def embedded_settings(participants: int, model_length: int, port: int = 0) -> Settings:
+    p_sum = sum_probability(participants)
+    expected_updates = participants * (1 - p_sum)
+    spread = math.sqrt(participants * p_sum * (1 - p_sum))
+    min_updates = max(3, math.floor(expected_updates - 3 * spread))
+    patience = 60 + participants * model_length / 50_000  # seconds a phase may take at most
+    return Settings.model_validate(
+        {
+            "api": {"bind_address": f"127.0.0.1:{port}"},
+            "pet": {
+                "min_sum_count": 1,
+                "max_sum_count": max(10, participants),
+                "min_update_count": min_updates,
+                "max_update_count": min(participants, 1000),
+                "min_sum2_count": 1,
+                "max_sum2_count": max(10, participants),
+                "min_sum_time": 2.5,
+                "max_sum_time": patience,
+                "min_update_time": 0.5,
+                "max_update_time": patience,
+                "min_sum2_time": 0.5,
+                "max_sum2_time": patience,
+                "sum": p_sum,
+                "update": 1.0,
+            },
+            "mask": {"group_type": "Prime", "data_type": "F32", "bound_type": "B0", "model_type": "M3"},
+            "model": {"length": model_length},
+            "log": {"filter": "warn"},
+        }
+    )
