@@ -187,7 +187,7 @@ class InternalParticipant(_ParticipantThread):
         return state
 
 
-def spawn_participant(
+def spawn_participant(  # noqa: PLR0917 - the wheel's positional signature
     coordinator_url: str,
     participant: type[ParticipantABC[Any, Any]],
     args: Sequence[Any] = (),

@@ -26,7 +26,7 @@ from xaynet.sdk.errors import CoordinatorProtocolError, CoordinatorUnreachableEr
 T = TypeVar("T")
 
 
-class _Transient(Exception):
+class _TransientError(Exception):
     """A failure worth retrying: connection problems and 5xx answers."""
 
 
@@ -74,12 +74,12 @@ class CoordinatorClient:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(self._attempts),
                 wait=wait_exponential(multiplier=0.1, max=2.0),
-                retry=retry_if_exception_type(_Transient),
+                retry=retry_if_exception_type(_TransientError),
                 reraise=True,
             ):
                 with attempt:
                     return await action()
-        except _Transient as error:
+        except _TransientError as error:
             raise CoordinatorUnreachableError(f"{what} at {self.base_url} failed: {error}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -92,12 +92,12 @@ class CoordinatorClient:
                     if response.status == 204:
                         return None
                     if response.status >= 500:
-                        raise _Transient(f"HTTP {response.status}")
+                        raise _TransientError(f"HTTP {response.status}")
                     if response.status != 200:
                         raise CoordinatorProtocolError(f"GET {url} answered HTTP {response.status}")
                     return await response.read()
             except (aiohttp.ClientError, TimeoutError) as error:
-                raise _Transient(f"{type(error).__name__}: {error}") from error
+                raise _TransientError(f"{type(error).__name__}: {error}") from error
 
         return await self._request(f"GET /{segment}", fetch)
 
@@ -132,9 +132,9 @@ class CoordinatorClient:
                         response.headers.get("X-Xaynet-Reason", ""),
                     )
             except (aiohttp.ClientError, TimeoutError) as error:
-                raise _Transient(f"{type(error).__name__}: {error}") from error
+                raise _TransientError(f"{type(error).__name__}: {error}") from error
             if answer.status >= 500:
-                raise _Transient(f"HTTP {answer.status} {answer.reason}".strip())
+                raise _TransientError(f"HTTP {answer.status} {answer.reason}".strip())
             return answer
 
         try:

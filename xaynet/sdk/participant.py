@@ -14,6 +14,7 @@ forever, and the whole state can be saved and restored in any phase.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import json
 import logging
@@ -190,10 +191,8 @@ class Participant:
                         raise
                     progressed = False
                 delay = self.schedule.next_delay(progressed)
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
-                except TimeoutError:
-                    pass
         finally:
             await self.close()
 

@@ -84,11 +84,10 @@ class Display:
         line = (status["round_id"], status["phase"], len(completed))
         if line != self._last_line:
             self._last_line = line
-            self._print(
-                f"round {status['round_id']}: phase {status['phase']:<6} | accepted sum {accepted.get('sum', 0)}, "
-                f"update {accepted.get('update', 0)}, sum2 {accepted.get('sum2', 0)} | completed {len(completed)}"
-                f"/{self.options.rounds}"
-            )
+            done = f"{len(completed)}/{self.options.rounds}"
+            tally = ", ".join(f"{phase} {accepted.get(phase, 0)}" for phase in ("sum", "update", "sum2"))
+            where = f"round {status['round_id']}: phase {status['phase']:<6}"
+            self._print(f"{where} | accepted {tally} | completed {done}")
 
     def summary(self, outcome: Outcome) -> None:
         table = _rounds_table(outcome.completed)
@@ -103,10 +102,8 @@ class Display:
         )
         if outcome.stalled:
             verdict = "FAILED: stalled (no round completed in time)"
-        self._print(
-            f"{len(outcome.completed)} rounds in {outcome.wall_seconds:.1f} s, {outcome.failed_rounds} failed by the "
-            f"coordinator (and retried): {verdict}"
-        )
+        rounds = f"{len(outcome.completed)} rounds in {outcome.wall_seconds:.1f} s"
+        self._print(f"{rounds}, {outcome.failed_rounds} failed by the coordinator (and retried): {verdict}")
 
 
 def _rounds_table(completed: list[RoundRecord]) -> Table:

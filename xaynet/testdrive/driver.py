@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 
@@ -106,7 +107,9 @@ async def run(options: Options) -> Outcome:
             tasks = [asyncio.create_task(p.run(stop)) for p in participants]
             try:
                 with display:
-                    outcome = await _follow(url, session, recorder, options, display, tasks)
+                    outcome = await _follow(
+                        url, session=session, recorder=recorder, options=options, display=display, tasks=tasks
+                    )
             finally:
                 stop.set()
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -115,14 +118,15 @@ async def run(options: Options) -> Outcome:
     return outcome
 
 
-async def _get_json(session: aiohttp.ClientSession, url: str) -> dict[str, object]:
+async def _get_json(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
     async with session.get(url) as response:
-        result: dict[str, object] = json.loads(await response.read())
+        result: dict[str, Any] = json.loads(await response.read())
         return result
 
 
 async def _follow(
     url: str,
+    *,
     session: aiohttp.ClientSession,
     recorder: Recorder,
     options: Options,
@@ -145,7 +149,7 @@ async def _follow(
             display.note(f"no round completed for {options.stall_seconds:g} s: stalled")
             return Outcome(completed, failed, True, 0.0)
         status = await _get_json(session, f"{url}/status")
-        round_id, phase = int(status["round_id"]), str(status["phase"])  # type: ignore[call-overload]
+        round_id, phase = int(status["round_id"]), str(status["phase"])
         now = time.monotonic()
         if (round_id, phase) != last_phase:
             if last_phase is not None and last_phase[0] in by_round:
@@ -161,7 +165,7 @@ async def _follow(
             last_phase, phase_started = (round_id, phase), now
         if round_id in by_round:
             counts = status.get("counts", {})
-            by_round[round_id].counts = {k: int(v["accepted"]) for k, v in counts.items()}  # type: ignore[union-attr]
+            by_round[round_id].counts = {k: int(v["accepted"]) for k, v in counts.items()}
         model_info = status.get("global_model")
         model_round = int(model_info["round_id"]) if isinstance(model_info, dict) else None
         if model_round is not None and model_round != seen_model_round:
