@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from tests import models
 from tests.processes import coordinator_process, free_port, pet_config, redis_server, wait_until
 from xaynet.core.mask.config import DataType
 from xaynet.core.mask.model import GlobalModel
@@ -28,21 +26,17 @@ HEAD = 4
 LENGTH = HEAD + PARTICIPANTS
 
 
-def local_model(index: int) -> list[float]:
-    """Same formula as wheel_driver.local_model."""
-    head = [((index * 7 + j * 3) % 11 - 5) / 8 for j in range(HEAD)]
-    return head + [1.0 if j == index else 0.0 for j in range(PARTICIPANTS)]
-
-
-def quantised(weight: float) -> Fraction:
-    """What one F32/B0 model contributes after encoding: floored to 1e-10 (MASKING.md §6.3)."""
-    exact = Fraction(float(np.float32(weight)))
-    return Fraction(math.floor((exact + 1) * 10**10), 10**10) - 1
-
-
 @contextlib.contextmanager
-def wheel_participants(url: str, out: Path, groups: int = 2) -> Iterator[list[Path]]:
-    per_group = PARTICIPANTS // groups
+def wheel_participants(
+    url: str,
+    out: Path,
+    groups: int = 2,
+    first: int = 0,
+    count: int = PARTICIPANTS,
+    total: int = PARTICIPANTS,
+    head: int = HEAD,
+) -> Iterator[list[Path]]:
+    per_group = count // groups
     outputs = [out / f"received-{g}.json" for g in range(groups)]
     processes = [
         subprocess.Popen(
@@ -50,14 +44,14 @@ def wheel_participants(url: str, out: Path, groups: int = 2) -> Iterator[list[Pa
                 sys.executable,
                 str(DRIVER),
                 url,
-                str(g * per_group),
+                str(first + g * per_group),
                 str(per_group),
-                str(PARTICIPANTS),
-                str(LENGTH),
+                str(total),
+                str(head + total),
                 str(outputs[g]),
             ],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=open(out / f"wheel-{g}.log", "wb"),  # noqa: SIM115 - owned by the process
         )
         for g in range(groups)
     ]
@@ -74,16 +68,7 @@ def wheel_participants(url: str, out: Path, groups: int = 2) -> Iterator[list[Pa
 
 
 def check_global_model(model: GlobalModel) -> set[int]:
-    """Assert the model is the plain mean of exactly the participants its tail names."""
-    values = model.as_fractions()
-    tail = values[HEAD:]
-    included = {i for i, share in enumerate(tail) if share != 0}
-    assert len(included) >= 3, f"a round needs at least 3 updates, the tail says {tail}"
-    assert all(tail[i] == Fraction(1, len(included)) for i in included), tail
-    for j in range(HEAD):
-        expected = sum(quantised(local_model(i)[j]) for i in included) / len(included)
-        assert values[j] == expected, (j, values[j], expected)
-    return included
+    return models.check_global_model(model, HEAD, PARTICIPANTS)
 
 
 @pytest.mark.parametrize("store", ["memory", "redis"])

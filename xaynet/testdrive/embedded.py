@@ -22,7 +22,7 @@ def embedded_settings(participants: int, model_length: int, port: int = 0) -> Se
     expected_updates = participants * (1 - p_sum)
     spread = math.sqrt(participants * p_sum * (1 - p_sum))
     min_updates = max(3, math.floor(expected_updates - 3 * spread))
-    patience = 60 + participants * model_length / 50_000  # seconds a phase may take at most
+    patience = 10 + participants * model_length / 50_000  # seconds a phase may take at most
     return Settings.model_validate(
         {
             "api": {"bind_address": f"127.0.0.1:{port}"},
