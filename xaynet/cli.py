@@ -46,6 +46,16 @@ def _test_drive(args: argparse.Namespace) -> int:
     return 0 if outcome.ok else 1
 
 
+def _participant(args: argparse.Namespace) -> int:
+    from xaynet.sdk.smoke import run_participant
+
+    return asyncio.run(
+        run_participant(
+            args.url, rounds=args.rounds, model_file=args.model, scalar=args.scalar, seed=args.seed
+        )
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xaynet", description="Private federated learning with the XayNet PET protocol."
@@ -77,6 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--stall-seconds", type=float, default=300.0, help="fail when no round completes this long"
     )
     drive.set_defaults(run=_test_drive)
+    participant = commands.add_parser(
+        "participant", help="run one participant against a coordinator (smoke test)"
+    )
+    participant.add_argument("-u", "--url", required=True, help="the coordinator's base URL")
+    participant.add_argument(
+        "--rounds", type=int, default=1, help="stop after this many new global models (0: never)"
+    )
+    participant.add_argument("--model", help=".npy or .json file with the local model (default: random)")
+    participant.add_argument(
+        "--scalar", type=float, default=1.0, help="aggregation weight of this participant"
+    )
+    participant.add_argument("--seed", type=int, help="seed of the random model")
+    participant.set_defaults(run=_participant)
     for register in _EXTENSIONS:
         register(commands)
     return parser

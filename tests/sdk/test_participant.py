@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -145,7 +145,7 @@ def test_bad_saved_state_is_refused() -> None:
 
 
 class _Recorder(ParticipantABC[Any, Any]):
-    calls: list[tuple[Any, ...]] = []
+    calls: ClassVar[list[tuple[Any, ...]]] = []
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         _Recorder.calls.append((args, kwargs))
