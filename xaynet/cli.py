@@ -51,7 +51,12 @@ def _participant(args: argparse.Namespace) -> int:
 
     return asyncio.run(
         run_participant(
-            args.url, rounds=args.rounds, model_file=args.model, scalar=args.scalar, seed=args.seed
+            args.url,
+            rounds=args.rounds,
+            model_file=args.model,
+            scalar=args.scalar,
+            seed=args.seed,
+            give_up_after=args.give_up_after,
         )
     )
 
@@ -99,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--scalar", type=float, default=1.0, help="aggregation weight of this participant"
     )
     participant.add_argument("--seed", type=int, help="seed of the random model")
+    participant.add_argument(
+        "--give-up-after",
+        type=float,
+        default=120.0,
+        help="exit 1 when the coordinator is unusable this long (s)",
+    )
     participant.set_defaults(run=_participant)
     for register in _EXTENSIONS:
         register(commands)

@@ -9,27 +9,9 @@ from pathlib import Path
 from tests.processes import coordinator_process, free_port, pet_config
 
 
-def test_participant_and_remote_test_drive(tmp_path: Path) -> None:
+def test_remote_test_drive(tmp_path: Path) -> None:
     port = free_port()
-    model = tmp_path / "model.json"
-    model.write_text("[0.5, -0.5, 0.25, 1.0]")
     with coordinator_process(tmp_path, pet_config(4, port=port, times=(1, 1, 0.5)), port) as coordinator:
-        one = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "xaynet",
-                "participant",
-                "-u",
-                coordinator.url,
-                "--model",
-                str(model),
-                "--rounds",
-                "1",
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
         drive = subprocess.run(
             [
                 sys.executable,
@@ -48,17 +30,36 @@ def test_participant_and_remote_test_drive(tmp_path: Path) -> None:
             timeout=300,
             check=False,
         )
-        out, _ = one.communicate(timeout=120)
     assert drive.returncode == 0, drive.stdout + drive.stderr
-    assert "against http://127.0.0.1" in drive.stdout
-    assert one.returncode == 0, out
-    assert "new round: model length 4, Prime/F32/B0/M3" in out
-    assert "global model: 4 weights, sha256:" in out
+    assert f"against {coordinator.url}" in drive.stdout
+
+
+def test_participants_from_the_command_line_complete_a_round(tmp_path: Path) -> None:
+    port = free_port()
+    model = tmp_path / "model.json"
+    model.write_text("[0.5, -0.5, 0.25, 1.0]")
+    config = pet_config(4, port=port, times=(1, 1, 0.5), max_time=5)
+    with coordinator_process(tmp_path, config, port) as coordinator:
+        command = [sys.executable, "-m", "xaynet", "participant", "-u", coordinator.url, "--rounds", "1"]
+        processes = [
+            subprocess.Popen(
+                [*command, "--model", str(model)] if i == 0 else [*command, "--seed", str(i)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(8)
+        ]
+        outputs = [p.communicate(timeout=240)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0] * 8, outputs
+    assert "new round: model length 4, Prime/F32/B0/M3" in outputs[0]
+    checksums = {line for out in outputs for line in out.splitlines() if line.startswith("global model:")}
+    assert checksums, "every participant printed the global model it received"
 
 
 def test_participant_reports_an_unreachable_coordinator() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
     result = subprocess.run(
-        [sys.executable, "-m", "xaynet", "participant", "-u", f"http://127.0.0.1:{free_port()}"],
+        [sys.executable, "-m", "xaynet", "participant", "-u", url, "--give-up-after", "2"],
         capture_output=True,
         text=True,
         timeout=300,

@@ -28,7 +28,13 @@ def load_model(path: str) -> Any:
 
 
 async def run_participant(
-    url: str, *, rounds: int = 1, model_file: str | None = None, scalar: float = 1.0, seed: int | None = None
+    url: str,
+    *,
+    rounds: int = 1,
+    model_file: str | None = None,
+    scalar: float = 1.0,
+    seed: int | None = None,
+    give_up_after: float = 120.0,
 ) -> int:
     fixed = load_model(model_file) if model_file else None
     rng = np.random.default_rng(seed)
@@ -52,7 +58,11 @@ async def run_participant(
         )
 
     participant = Participant(
-        url, scalar=scalar, events=Events(new_round=new_round, task=task, sent=sent), model_provider=model
+        url,
+        scalar=scalar,
+        events=Events(new_round=new_round, task=task, sent=sent),
+        model_provider=model,
+        give_up_after=give_up_after,
     )
 
     async def watch_models() -> None:
