@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = {"core": "benchmarks.core"}
+BENCHMARKS = {"core": "benchmarks.core", "ingest": "benchmarks.ingest", "testdrive": "benchmarks.testdrive"}
 
 
 def main() -> None:

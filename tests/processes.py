@@ -74,7 +74,7 @@ class RedisServer:
         wait_until(lambda: _redis_ping(self.port), 10, "redis-server to answer PING")
 
 
-def _spawn_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
+def _spawn_redis(port: int, directory: Path, appendonly: bool = True) -> subprocess.Popen[bytes]:
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
@@ -88,9 +88,9 @@ def _spawn_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
             "--dir",
             str(directory),
             "--appendonly",
-            "yes",
+            "yes" if appendonly else "no",
             "--appendfsync",
-            "always",
+            "everysec",
             "--save",
             "",
             "--protected-mode",
@@ -108,9 +108,9 @@ def _redis_ping(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def redis_server(directory: Path) -> Iterator[RedisServer]:
+def redis_server(directory: Path, appendonly: bool = True) -> Iterator[RedisServer]:
     port = free_port()
-    server = RedisServer(port, _spawn_redis(port, directory), directory)
+    server = RedisServer(port, _spawn_redis(port, directory, appendonly), directory)
     try:
         wait_until(lambda: _redis_ping(port), 10, "redis-server to answer PING")
         yield server

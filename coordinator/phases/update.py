@@ -31,7 +31,7 @@ async def handle(services: Services, request: Request) -> Verdict:
     except MaskError as error:
         return Verdict(Outcome.REJECTED, error.reason, error.message)
     masked = payload.masked_model
-    body = masked.to_bytes() if services.keeps_models else b""
+    body = (payload.masked_model_bytes or masked.to_bytes()) if services.keeps_models else b""
     outcome = await services.store.add_update(pk, payload.local_seed_dict, body)
     if outcome is UpdateOutcome.DUPLICATE and services.keeps_models:
         # Stored by an earlier attempt whose answer was lost: aggregate what was stored.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import secrets
 import struct
 import time
 from collections.abc import Callable, Coroutine
@@ -34,17 +35,25 @@ from xaynet.core.crypto import EncryptKeyPair
 P = ParamSpec("P")
 T = TypeVar("T")
 
+# KEYS: sum_dict, update_participants, unfolded, staged model, final model key, seed hashes…
+# ARGV: update pk, then sum pk / sealed seed pairs. The model was SET to the staged key in the
+# same round trip; it is renamed into place (O(1), no copy) only if every check passes.
 _UPDATE_SCRIPT = """
-local n = (#ARGV - 2) / 2
-if redis.call('HLEN', KEYS[1]) ~= n then return -1 end
-for i = 1, n do
-  if redis.call('HEXISTS', KEYS[1], ARGV[1 + 2 * i]) == 0 then return -2 end
+local n = (#ARGV - 1) / 2
+local function refuse(code)
+  redis.call('DEL', KEYS[4])
+  return code
 end
-if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return -3 end
-redis.call('SADD', KEYS[2], ARGV[1])
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+if redis.call('HLEN', KEYS[1]) ~= n then return refuse(-1) end
 for i = 1, n do
-  redis.call('HSET', KEYS[3 + i], ARGV[1], ARGV[2 + 2 * i])
+  if redis.call('HEXISTS', KEYS[1], ARGV[2 * i]) == 0 then return refuse(-2) end
+end
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return refuse(-3) end
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('RENAME', KEYS[4], KEYS[5])
+for i = 1, n do
+  redis.call('HSET', KEYS[5 + i], ARGV[1], ARGV[1 + 2 * i])
 end
 return 0
 """
@@ -108,6 +117,9 @@ class RedisStore:
     def _seed_key(self, sum_pk: bytes) -> str:
         return self.prefix + "seeds:" + sum_pk.hex()
 
+    def _model_key(self, update_pk: bytes) -> str:
+        return self.prefix + "models:" + update_pk.hex()
+
     @_guarded
     async def ping(self) -> None:
         await self._redis.ping()
@@ -143,10 +155,18 @@ class RedisStore:
     async def _round_keys(self) -> list[str]:
         keys = [
             self._key(k)
-            for k in ("sum_dict", "update_participants", "models", "aggregate", "mask_submitted", "mask_dict")
+            for k in (
+                "sum_dict",
+                "update_participants",
+                "unfolded",
+                "aggregate",
+                "mask_submitted",
+                "mask_dict",
+            )
         ]
-        async for key in self._redis.scan_iter(match=self._key("seeds:*"), count=1000):
-            keys.append(key.decode() if isinstance(key, bytes) else key)
+        for pattern in ("seeds:*", "models:*", "staging:*"):
+            async for key in self._redis.scan_iter(match=self._key(pattern), count=1000):
+                keys.append(key.decode() if isinstance(key, bytes) else key)
         return keys
 
     @_guarded
@@ -177,12 +197,16 @@ class RedisStore:
         self, pk: bytes, local_seed_dict: dict[bytes, bytes], masked_model: bytes
     ) -> UpdateOutcome:
         sum_pks = list(local_seed_dict)
-        keys = [self._key("sum_dict"), self._key("update_participants"), self._key("models")]
-        keys += [self._seed_key(sum_pk) for sum_pk in sum_pks]
-        args: list[Any] = [pk, masked_model]
+        staging = self._key("staging:" + secrets.token_hex(16))
+        keys = [self._key("sum_dict"), self._key("update_participants"), self._key("unfolded"), staging]
+        keys += [self._model_key(pk)] + [self._seed_key(sum_pk) for sum_pk in sum_pks]
+        args: list[Any] = [pk]
         for sum_pk in sum_pks:
             args += [sum_pk, local_seed_dict[sum_pk]]
-        result = await self._update_script(keys=keys, args=args)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(staging, masked_model)
+            await self._update_script(keys=keys, args=args, client=pipe)
+            _, result = await pipe.execute()
         return _UPDATE_OUTCOMES[int(result)]
 
     @_guarded
@@ -195,7 +219,7 @@ class RedisStore:
 
     @_guarded
     async def stored_model(self, pk: bytes) -> bytes | None:
-        raw = await self._redis.hget(self._key("models"), pk)
+        raw = await self._redis.get(self._model_key(pk))
         return None if raw is None else bytes(raw)
 
     @_guarded
@@ -209,15 +233,22 @@ class RedisStore:
 
     @_guarded
     async def unfolded_models(self) -> dict[bytes, bytes]:
-        raw: dict[bytes, bytes] = await self._redis.hgetall(self._key("models"))
-        return dict(raw)
+        pks = sorted(await self._redis.smembers(self._key("unfolded")))
+        if not pks:
+            return {}
+        bodies = await self._redis.mget([self._model_key(pk) for pk in pks])
+        missing = [pk.hex() for pk, body in zip(pks, bodies, strict=True) if body is None]
+        if missing:
+            raise StoreUnavailableError(f"accepted models are missing from Redis: {missing[:3]}")
+        return {pk: bytes(body) for pk, body in zip(pks, bodies, strict=True)}
 
     @_guarded
     async def fold(self, snapshot: AggregateSnapshot, folded: list[bytes]) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(self._key("aggregate"), struct.pack("<Q", snapshot.nb_models) + snapshot.body)
             if folded:
-                pipe.hdel(self._key("models"), *folded)
+                pipe.srem(self._key("unfolded"), *folded)
+                pipe.delete(*(self._model_key(pk) for pk in folded))
             await pipe.execute()
 
     @_guarded

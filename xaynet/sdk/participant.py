@@ -308,7 +308,10 @@ class Participant:
             progressed = True
             self.events.sent(current.task, answer, len(body))
             if answer.status == 400:
-                log.error("the coordinator refused our message as invalid: %s", answer.reason)
+                # After a round change the old round's messages no longer open ("decrypt"):
+                # expected, and the next tick starts the new round.
+                level = logging.INFO if answer.reason == "decrypt" else logging.WARNING
+                log.log(level, "the coordinator refused our message as invalid: %s", answer.reason)
                 current.pending = []
                 break
         current.state = current.after_sending

@@ -7,7 +7,7 @@ seed dictionary (the original ignores them; no conforming client sends any).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from xaynet.core.errors import DuplicateKeyError, LengthError
 from xaynet.core.mask.object import MaskObject
@@ -41,6 +41,7 @@ class UpdatePayload:
     update_signature: bytes
     masked_model: MaskObject
     local_seed_dict: dict[bytes, bytes]
+    masked_model_bytes: bytes = field(default=b"", compare=False, repr=False)  # as received
 
     tag = Tag.UPDATE
 
@@ -76,7 +77,8 @@ class UpdatePayload:
             if key in seeds:
                 raise DuplicateKeyError(f"the seed dictionary lists sum participant {key.hex()} twice")
             seeds[key] = bytes(buf[start + 32 : start + SEED_DICT_ENTRY])
-        return cls(bytes(buf[:64]), bytes(buf[64:128]), masked_model, seeds)
+        raw_model = bytes(buf[2 * SIGNATURE_LENGTH : pos])
+        return cls(bytes(buf[:64]), bytes(buf[64:128]), masked_model, seeds, raw_model)
 
 
 @dataclass(frozen=True)
