@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     Console(width=140).print(table)
     print(
-        f"SDK time per updater in isolation (mask + sign + seal, {args.model_length:,} weights): {isolated:.1f} ms"
+        f"SDK time per updater in isolation (mask + sign + seal, {args.model_length:,} weights): "
+        f"{isolated:.1f} ms"
     )
     print(f"machine: {machine()}")

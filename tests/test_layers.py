@@ -2,8 +2,8 @@
 `xaynet.coordinator`/`xaynet.operator` come from folders without a top-level __init__.py).
 
     xaynet.cli, xaynet.testdrive      may import anything
-    xaynet.operator                   talks to the coordinator over HTTP: core (and coordinator
-                                      settings, to render config.toml) only
+    xaynet.operator                   talks to the coordinator over HTTP: core, plus coordinator
+                                      settings (to render config.toml) and store (finalizer)
     xaynet.coordinator, xaynet.sdk    core only; never each other
     xaynet.core                       nothing of ours above it
 """
@@ -26,7 +26,9 @@ ALLOWED = {
     "xaynet.core": {"xaynet.core"},
     "xaynet.sdk": {"xaynet.core", "xaynet.sdk"},
     "xaynet.coordinator": {"xaynet.core", "xaynet.coordinator"},
-    "xaynet.operator": {"xaynet.core", "xaynet.operator", "xaynet.coordinator.settings"},
+    # The operator renders the coordinator's settings and, in its finalizer, removes a round's
+    # keys through the coordinator's own Redis store (one definition of the key layout).
+    "xaynet.operator": {"xaynet.core", "xaynet.operator", "xaynet.coordinator.settings", "xaynet.coordinator.store"},
 }
 
 

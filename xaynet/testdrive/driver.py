@@ -156,9 +156,10 @@ async def _follow(
                 by_round[last_phase[0]].phase_seconds[last_phase[1]] = now - phase_started
             if phase == "sum" and round_id not in by_round:
                 async with session.get(f"{url}/params") as response:
-                    seed = RoundParameters.from_bincode(await response.read()).seed
-                record = recorder.round(seed)
+                    params = RoundParameters.from_bincode(await response.read())
+                record = recorder.round(params.seed)
                 record.round_id, record.started = round_id, now
+                record.model_length = params.model_length  # the coordinator's, whatever -l said
                 by_round[round_id] = record
             if phase == "error":
                 failed += 1
@@ -194,7 +195,7 @@ async def _check(session: aiohttp.ClientSession, url: str, record: RoundRecord, 
         return
     try:
         error = await asyncio.to_thread(
-            check_model, GlobalModel.from_bincode(body), record, options.model_length
+            check_model, GlobalModel.from_bincode(body), record, record.model_length or options.model_length
         )
     except ValueError as failure:
         record.verdict = f"unchecked: {failure}"

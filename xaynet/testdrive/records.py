@@ -27,6 +27,7 @@ def local_model(index: int, round_seed: bytes, length: int) -> npt.NDArray[np.fl
 class RoundRecord:
     seed: bytes
     round_id: int | None = None
+    model_length: int = 0
     selected: dict[str, int] = field(default_factory=lambda: {"sum": 0, "update": 0})
     accepted_updates: set[int] = field(default_factory=set)
     bytes_sent: int = 0

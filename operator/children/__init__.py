@@ -1,0 +1,1 @@
+"""Manifests of the objects a FederatedRound owns: pure functions from spec to dicts."""

@@ -1,0 +1,118 @@
+"""The coordinator of a round: config.toml ConfigMap, Deployment, Service, metrics."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from xaynet.operator.children.common import COORDINATOR_PORT, coordinator_name, labels, redis_name
+from xaynet.operator.children.redis import PASSWORD_KEY
+from xaynet.operator.spec import FederatedRoundSpec
+
+CONFIG_KEY = "config.toml"
+
+
+def config_map(round_name: str, config_toml: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": f"{coordinator_name(round_name)}-config", "labels": labels(round_name, "coordinator")},
+        "data": {CONFIG_KEY: config_toml},
+    }
+
+
+def _redis_env(round_name: str, namespace: str, spec: FederatedRoundSpec) -> list[dict[str, Any]]:
+    if spec.redis.mode == "Managed":
+        host = f"{redis_name(round_name)}.{namespace}.svc"
+        secret = {"name": redis_name(round_name), "key": PASSWORD_KEY}
+        url = f"redis://:$(REDIS_PASSWORD)@{host}:6379/0"
+    else:
+        assert spec.redis.url is not None
+        reference = spec.redis.password_secret_ref
+        secret = {"name": reference.name, "key": reference.key} if reference else None
+        scheme, _, rest = spec.redis.url.partition("://")
+        url = f"{scheme}://:$(REDIS_PASSWORD)@{rest}" if secret else spec.redis.url
+    env: list[dict[str, Any]] = []
+    if secret:
+        env.append({"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": secret}})
+    env.append({"name": "XAYNET_REDIS__URL", "value": url})
+    return env
+
+
+def deployment(round_name: str, namespace: str, spec: FederatedRoundSpec, config_toml: str) -> dict[str, Any]:
+    selector = labels(round_name, "coordinator")
+    checksum = hashlib.sha256(config_toml.encode()).hexdigest()[:16]
+    replicas = 0 if spec.suspend else spec.coordinator.replicas
+    container: dict[str, Any] = {
+        "name": "coordinator",
+        "image": spec.coordinator.image,
+        "args": ["coordinator", "--config", f"/etc/xaynet/{CONFIG_KEY}"],
+        "env": _redis_env(round_name, namespace, spec),
+        "ports": [{"name": "http", "containerPort": COORDINATOR_PORT}],
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10},
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
+        "volumeMounts": [
+            {"name": "config", "mountPath": "/etc/xaynet", "readOnly": True},
+            {"name": "models", "mountPath": "/models"},
+        ],
+        "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True},
+    }
+    if spec.coordinator.resources:
+        container["resources"] = spec.coordinator.resources
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": coordinator_name(round_name), "labels": selector},
+        "spec": {
+            "replicas": replicas,
+            "strategy": {"type": "Recreate"},  # one coordinator per round, never two at once
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": selector, "annotations": {"xaynet.dev/config-checksum": checksum}},
+                "spec": {
+                    "containers": [container],
+                    "volumes": [
+                        {"name": "config", "configMap": {"name": f"{coordinator_name(round_name)}-config"}},
+                        {"name": "models", "emptyDir": {}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def service(round_name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": coordinator_name(round_name), "labels": labels(round_name, "coordinator")},
+        "spec": {
+            "selector": labels(round_name, "coordinator"),
+            "ports": [{"name": "http", "port": COORDINATOR_PORT, "targetPort": "http"}],
+        },
+    }
+
+
+def metrics_service(round_name: str) -> dict[str, Any]:
+    service_labels = {**labels(round_name, "coordinator"), "xaynet.dev/metrics": "true"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": f"{round_name}-metrics", "labels": service_labels},
+        "spec": {
+            "selector": labels(round_name, "coordinator"),
+            "ports": [{"name": "metrics", "port": COORDINATOR_PORT, "targetPort": "http"}],
+        },
+    }
+
+
+def service_monitor(round_name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {"name": f"{round_name}-metrics", "labels": labels(round_name, "coordinator")},
+        "spec": {
+            "selector": {"matchLabels": {"xaynet.dev/round": round_name, "xaynet.dev/metrics": "true"}},
+            "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "15s"}],
+        },
+    }
