@@ -8,6 +8,7 @@ the round when the requested number of rounds is done.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import hashlib
 import json
 import os
@@ -61,10 +62,23 @@ class Follower:
             async with session.get(f"{url}/status") as response:
                 coordinator_status = json.loads(await response.read())
         except (aiohttp.ClientError, TimeoutError, ValueError) as error:
-            await self._patch({"conditions": set_condition(conditions, "CoordinatorReady", False, "Unreachable", f"{url}: {error}", self.generation())})
+            await self._patch(
+                {
+                    "conditions": set_condition(
+                        conditions,
+                        "CoordinatorReady",
+                        False,
+                        "Unreachable",
+                        f"{url}: {error}",
+                        self.generation(),
+                    )
+                }
+            )
             return
         update: dict[str, Any] = {"phase": "Running", "coordinator": url, **mirror(coordinator_status)}
-        conditions = set_condition(conditions, "CoordinatorReady", True, "Serving", f"{url} answers", self.generation())
+        conditions = set_condition(
+            conditions, "CoordinatorReady", True, "Serving", f"{url} answers", self.generation()
+        )
         pet_phase = update["petPhase"]
         if pet_phase != self.last_pet_phase:
             kopf.info(self.body, reason="PhaseChanged", message=f"round {update['round']}: {pet_phase}")
@@ -74,7 +88,9 @@ class Follower:
             published = await self._publish(session, url, spec, int(model["round_id"]))
             if published is not None:
                 update["latestModel"], reason, message = published
-                conditions = set_condition(conditions, "ModelPublished", True, reason, message, self.generation())
+                conditions = set_condition(
+                    conditions, "ModelPublished", True, reason, message, self.generation()
+                )
                 self.completed += 1
                 self.last_model_round = int(model["round_id"])
                 update["completedRounds"] = self.completed
@@ -82,13 +98,22 @@ class Follower:
                 if spec.rounds and self.completed >= spec.rounds:
                     update["phase"] = "Succeeded"
                     update["finishedAt"] = now()
-                    conditions = set_condition(conditions, "Succeeded", True, "RoundsCompleted", f"{self.completed} rounds completed", self.generation())
+                    conditions = set_condition(
+                        conditions,
+                        "Succeeded",
+                        True,
+                        "RoundsCompleted",
+                        f"{self.completed} rounds completed",
+                        self.generation(),
+                    )
                     await self._stop_coordinator()
                     kopf.info(self.body, reason="Succeeded", message=f"{self.completed} rounds completed")
         update["conditions"] = conditions
         await self._patch(update)
 
-    async def _publish(self, session: aiohttp.ClientSession, url: str, spec: FederatedRoundSpec, round_id: int) -> tuple[dict[str, Any], str, str] | None:
+    async def _publish(
+        self, session: aiohttp.ClientSession, url: str, spec: FederatedRoundSpec, round_id: int
+    ) -> tuple[dict[str, Any], str, str] | None:
         async with session.get(f"{url}/model") as response:
             if response.status != 200:
                 return None
@@ -103,18 +128,31 @@ class Follower:
             kopf.adopt(config_map, owner=self.body)
             await kube.ensure(self.namespace, config_map)
             info["name"] = model_configmap_name(self.name)
-            return info, "ConfigMap", f"round {round_id}: ConfigMap {info['name']} ({len(body)} bytes, {checksum})"
+            return (
+                info,
+                "ConfigMap",
+                f"round {round_id}: ConfigMap {info['name']} ({len(body)} bytes, {checksum})",
+            )
         info["name"] = None
-        info["artifact"] = {"url": f"{url}/model", "path": f"/models/global-model-{round_id:08d}.bin", "pod": coordinator_name(self.name)}
+        info["artifact"] = {
+            "url": f"{url}/model",
+            "path": f"/models/global-model-{round_id:08d}.bin",
+            "pod": coordinator_name(self.name),
+        }
         reason = "Artifact" if spec.model_export.config_map else "ConfigMapDisabled"
         message = (
-            f"round {round_id}: the model ({len(body)} bytes) is larger than spec.modelExport.maxConfigMapBytes; "
+            f"round {round_id}: the model ({len(body)} bytes) exceeds spec.modelExport.maxConfigMapBytes; "
             f"it stays with the coordinator at {info['artifact']['url']} and {info['artifact']['path']}"
         )
         return info, reason, message
 
     async def _stop_coordinator(self) -> None:
-        deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": coordinator_name(self.name)}, "spec": {"replicas": 0}}
+        deployment = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": coordinator_name(self.name)},
+            "spec": {"replicas": 0},
+        }
         await kube.ensure(self.namespace, deployment)
 
     async def _patch(self, update: dict[str, Any]) -> None:
@@ -131,7 +169,7 @@ async def follow(body: kopf.Body, logger: kopf.Logger, stopped: kopf.DaemonStopp
         while not stopped:
             try:
                 await follower.step(session)
-            except Exception as error:  # noqa: BLE001 - a daemon must survive one bad poll
+            except Exception as error:
                 logger.warning(f"following the coordinator failed: {error!r}")
             await _ttl(follower, logger)
             await stopped.wait(POLL_SECONDS)
@@ -143,9 +181,9 @@ async def _ttl(follower: Follower, logger: kopf.Logger) -> None:
     ttl = spec.get("ttlSecondsAfterFinished")
     if status.get("phase") != "Succeeded" or ttl is None or not status.get("finishedAt"):
         return
-    import datetime
-
-    finished = datetime.datetime.strptime(status["finishedAt"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    finished = datetime.datetime.strptime(status["finishedAt"], "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=datetime.UTC
+    )
     if (datetime.datetime.now(tz=datetime.UTC) - finished).total_seconds() >= int(ttl):
         logger.info("ttlSecondsAfterFinished elapsed: deleting the round")
         await kube.delete_round(follower.namespace, follower.name)

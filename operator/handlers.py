@@ -12,6 +12,8 @@ from typing import Any
 
 import kopf
 
+from xaynet.coordinator.store.base import StoreUnavailableError
+from xaynet.coordinator.store.redis_store import RedisStore
 from xaynet.operator import kube
 from xaynet.operator.children.common import GROUP, PLURAL, VERSION, redis_namespace
 from xaynet.operator.follow import follow
@@ -26,7 +28,9 @@ RETRY_SECONDS = float(os.environ.get("XAYNET_OPERATOR_RETRY_SECONDS", "10"))
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = "xaynet.dev/cleanup"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="xaynet.dev")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="xaynet.dev", key="last-handled")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="xaynet.dev", key="last-handled"
+    )
     settings.posting.level = 20  # INFO and above become Kubernetes events
     settings.watching.server_timeout = 300
     kube.load_config()
@@ -41,7 +45,9 @@ async def _invalid(body: kopf.Body, problems: list[str]) -> None:
         "; ".join(problems),
         body["metadata"].get("generation"),
     )
-    await kube.patch_status(body["metadata"]["namespace"], body["metadata"]["name"], {"phase": "Failed", "conditions": conditions})
+    await kube.patch_status(
+        body["metadata"]["namespace"], body["metadata"]["name"], {"phase": "Failed", "conditions": conditions}
+    )
     kopf.warn(body, reason="InvalidSpec", message="; ".join(problems))
 
 
@@ -58,20 +64,36 @@ async def _provisioned(body: kopf.Body, spec: FederatedRoundSpec, logger: kopf.L
     generation = body["metadata"].get("generation")
     conditions = status.get("conditions")
     if status.get("phase") not in ("Running", "Succeeded"):
-        await kube.patch_status(body["metadata"]["namespace"], body["metadata"]["name"], {"phase": "Provisioning"})
+        await kube.patch_status(
+            body["metadata"]["namespace"], body["metadata"]["name"], {"phase": "Provisioning"}
+        )
     await provision(body, spec, logger)
-    redis_message = "managed Redis provisioned" if spec.redis.mode == "Managed" else f"external Redis {spec.redis.url}"
+    redis_message = (
+        "managed Redis provisioned" if spec.redis.mode == "Managed" else f"external Redis {spec.redis.url}"
+    )
     conditions = set_condition(conditions, "RedisReady", True, spec.redis.mode, redis_message, generation)
     conditions = set_condition(conditions, "Failed", False, "SpecValid", "the spec is valid", generation)
     if spec.suspend:
-        conditions = set_condition(conditions, "Suspended", True, "Suspended", "spec.suspend: the coordinator is scaled to 0", generation)
+        conditions = set_condition(
+            conditions,
+            "Suspended",
+            True,
+            "Suspended",
+            "spec.suspend: the coordinator is scaled to 0",
+            generation,
+        )
     else:
         conditions = set_condition(conditions, "Suspended", False, "Running", "not suspended", generation)
     phase = status.get("phase") if status.get("phase") in ("Running", "Succeeded") else "Provisioning"
     await kube.patch_status(
         body["metadata"]["namespace"],
         body["metadata"]["name"],
-        {"phase": phase, "conditions": conditions, "appliedSpec": dict(body.get("spec") or {}), "observedGeneration": generation},
+        {
+            "phase": phase,
+            "conditions": conditions,
+            "appliedSpec": dict(body.get("spec") or {}),
+            "observedGeneration": generation,
+        },
     )
 
 
@@ -88,17 +110,37 @@ async def update(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     status = body.get("status") or {}
     applied = status.get("appliedSpec") or {}
     new = dict(body.get("spec") or {})
-    changed = [f"spec.{field}" for field in UNSAFE_FIELDS if applied and _normal(applied.get(field)) != _normal(new.get(field))]
+    changed = [
+        f"spec.{field}"
+        for field in UNSAFE_FIELDS
+        if applied and _normal(applied.get(field)) != _normal(new.get(field))
+    ]
     generation = body["metadata"].get("generation")
     if changed:
-        message = f"{', '.join(changed)} cannot change while the round exists (its coordinator state depends on them); create a new FederatedRound instead"
-        conditions = set_condition(status.get("conditions"), "SpecChangeRefused", True, "UnsafeChange", message, generation)
-        await kube.patch_status(body["metadata"]["namespace"], body["metadata"]["name"], {"conditions": conditions})
+        message = (
+            f"{', '.join(changed)} cannot change while the round exists (its coordinator state depends on "
+            "them); create a new FederatedRound instead"
+        )
+        conditions = set_condition(
+            status.get("conditions"), "SpecChangeRefused", True, "UnsafeChange", message, generation
+        )
+        await kube.patch_status(
+            body["metadata"]["namespace"], body["metadata"]["name"], {"conditions": conditions}
+        )
         kopf.warn(body, reason="SpecChangeRefused", message=message)
         return
     await _provisioned(body, spec, logger)
-    conditions = set_condition((body.get("status") or {}).get("conditions"), "SpecChangeRefused", False, "Applied", "the latest spec is rolled out", generation)
-    await kube.patch_status(body["metadata"]["namespace"], body["metadata"]["name"], {"conditions": conditions})
+    conditions = set_condition(
+        (body.get("status") or {}).get("conditions"),
+        "SpecChangeRefused",
+        False,
+        "Applied",
+        "the latest spec is rolled out",
+        generation,
+    )
+    await kube.patch_status(
+        body["metadata"]["namespace"], body["metadata"]["name"], {"conditions": conditions}
+    )
 
 
 def _normal(value: Any) -> Any:
@@ -107,7 +149,9 @@ def _normal(value: Any) -> Any:
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10, initial_delay=1)
-async def follow_coordinator(body: kopf.Body, logger: kopf.Logger, stopped: kopf.DaemonStopped, **_: Any) -> None:
+async def follow_coordinator(
+    body: kopf.Body, logger: kopf.Logger, stopped: kopf.DaemonStopped, **_: Any
+) -> None:
     await follow(body, logger, stopped)
 
 
@@ -122,18 +166,20 @@ async def cleanup(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     url = str(redis["url"])
     reference = redis.get("passwordSecretRef")
     if reference:
-        password = await kube.read_secret_value(namespace, reference["name"], reference.get("key", "password"))
+        password = await kube.read_secret_value(
+            namespace, reference["name"], reference.get("key", "password")
+        )
         if password:
-            scheme, _, rest = url.partition("://")
+            scheme, _separator, rest = url.partition("://")
             url = f"{scheme}://:{password}@{rest}"
-    from xaynet.coordinator.store.base import StoreUnavailableError
-    from xaynet.coordinator.store.redis_store import RedisStore
 
     store = RedisStore(url, redis_namespace(namespace, name))
     try:
         await store.wipe()
     except StoreUnavailableError as error:
-        raise kopf.TemporaryError(f"cannot remove the round's data from Redis: {error}", delay=RETRY_SECONDS) from None
+        raise kopf.TemporaryError(
+            f"cannot remove the round's data from Redis: {error}", delay=RETRY_SECONDS
+        ) from None
     finally:
         await store.close()
     logger.info(f"removed the round's keys ({redis_namespace(namespace, name)}) from the external Redis")
@@ -153,5 +199,5 @@ def enable_admission(port: int) -> None:
 
     @kopf.on.startup()
     def webhook(settings: kopf.OperatorSettings, **_: Any) -> None:
-        settings.admission.server = kopf.WebhookServer(addr="0.0.0.0", port=port)  # noqa: S104
+        settings.admission.server = kopf.WebhookServer(addr="0.0.0.0", port=port)
         settings.admission.managed = "federatedrounds.xaynet.dev"

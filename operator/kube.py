@@ -8,11 +8,12 @@ differs (the operator may restart at any time and must not duplicate anything).
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 from typing import Any
 
 import kubernetes
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from xaynet.operator.children.common import GROUP, PLURAL, VERSION
 
@@ -27,9 +28,9 @@ _KINDS = {
 def load_config() -> None:
     """In a pod: the service account; elsewhere: $KUBECONFIG (read explicitly, not at import)."""
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        kubernetes.config.load_incluster_config()
+        kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
     else:
-        kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+        kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))  # type: ignore[no-untyped-call]
 
 
 def _api(kind: str) -> tuple[Any, str]:
@@ -41,10 +42,12 @@ def _differs(desired: Any, actual: Any) -> bool:
     if isinstance(desired, dict):
         return not isinstance(actual, dict) or any(_differs(v, actual.get(k)) for k, v in desired.items())
     if isinstance(desired, list):
-        return not isinstance(actual, list) or len(desired) != len(actual) or any(
-            _differs(d, a) for d, a in zip(desired, actual, strict=True)
+        return (
+            not isinstance(actual, list)
+            or len(desired) != len(actual)
+            or any(_differs(d, a) for d, a in zip(desired, actual, strict=True))
         )
-    return desired != actual
+    return bool(desired != actual)
 
 
 def _ensure(namespace: str, body: dict[str, Any], update: bool) -> str:
@@ -73,8 +76,6 @@ async def ensure(namespace: str, body: dict[str, Any], update: bool = True) -> s
 
 
 async def read_secret_value(namespace: str, name: str, key: str) -> str | None:
-    import base64
-
     def read() -> str | None:
         try:
             secret = kubernetes.client.CoreV1Api().read_namespaced_secret(name, namespace)
@@ -99,7 +100,9 @@ async def patch_status(namespace: str, name: str, status: dict[str, Any]) -> Non
 
 async def delete_round(namespace: str, name: str) -> None:
     def delete() -> None:
-        kubernetes.client.CustomObjectsApi().delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        kubernetes.client.CustomObjectsApi().delete_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name
+        )
 
     await asyncio.to_thread(delete)
 

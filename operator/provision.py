@@ -9,7 +9,7 @@ import kopf
 
 from xaynet.operator import kube
 from xaynet.operator.children import coordinator, redis
-from xaynet.operator.children.common import redis_name, redis_namespace
+from xaynet.operator.children.common import COORDINATOR_PORT, coordinator_name, redis_name, redis_namespace
 from xaynet.operator.spec import FederatedRoundSpec, coordinator_settings, render_config
 
 SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
@@ -21,10 +21,12 @@ def coordinator_url(body: kopf.Body | dict[str, Any]) -> str:
     override = (meta.get("annotations") or {}).get("xaynet.dev/coordinator-url")
     if override:
         return str(override).rstrip("/")
-    return f"http://{coordinator.coordinator_name(meta['name'])}.{meta['namespace']}.svc:{coordinator.COORDINATOR_PORT}"
+    return f"http://{coordinator_name(meta['name'])}.{meta['namespace']}.svc:{COORDINATOR_PORT}"
 
 
-async def provision(body: kopf.Body, spec: FederatedRoundSpec, logger: logging.Logger | kopf.Logger) -> dict[str, str]:
+async def provision(
+    body: kopf.Body, spec: FederatedRoundSpec, logger: logging.Logger | kopf.Logger
+) -> dict[str, str]:
     """Create what is missing, update what differs; return what happened to each child."""
     name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
     outcome: dict[str, str] = {}
@@ -38,7 +40,7 @@ async def provision(body: kopf.Body, spec: FederatedRoundSpec, logger: logging.L
         await ensure(redis.password_secret(name), update=False)  # never rotate a live password
         await ensure(redis.deployment(name, spec))
         await ensure(redis.service(name))
-        redis_url = f"redis://{redis_name(name)}.{namespace}.svc:6379/0"
+        redis_url: str | None = f"redis://{redis_name(name)}.{namespace}.svc:6379/0"
     else:
         redis_url = spec.redis.url
     settings = coordinator_settings(spec, namespace=redis_namespace(namespace, name), redis_url=redis_url)

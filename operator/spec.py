@@ -126,9 +126,10 @@ def _describe(error: Any) -> str:
     return f"{where}: {error['msg']}"
 
 
-_SETTINGS_TO_SPEC = {
-    f"pet.{name}": f"spec.pet.{_camel(name)}" for name in PetSpec.model_fields
-} | {"pet.sum": "spec.pet.sumProbability", "pet.update": "spec.pet.updateProbability"}
+_SETTINGS_TO_SPEC = {f"pet.{name}": f"spec.pet.{_camel(name)}" for name in PetSpec.model_fields} | {
+    "pet.sum": "spec.pet.sumProbability",
+    "pet.update": "spec.pet.updateProbability",
+}
 
 
 def _settings_problem(error: Any) -> str:
@@ -148,7 +149,11 @@ def coordinator_settings(spec: FederatedRoundSpec, *, namespace: str, redis_url:
         "pet": {
             "sum": pet.sum_probability,
             "update": pet.update_probability,
-            **{name: getattr(pet, name) for name in PetSpec.model_fields if name not in ("sum_probability", "update_probability")},
+            **{
+                name: getattr(pet, name)
+                for name in PetSpec.model_fields
+                if name not in ("sum_probability", "update_probability")
+            },
         },
         "mask": {
             "group_type": spec.mask.group_type,

@@ -5,14 +5,21 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-PET_PHASES = {"idle": "Idle", "sum": "Sum", "update": "Update", "sum2": "Sum2", "unmask": "Unmask", "error": "Error"}
+PET_PHASES = {
+    "idle": "Idle",
+    "sum": "Sum",
+    "update": "Update",
+    "sum2": "Sum2",
+    "unmask": "Unmask",
+    "error": "Error",
+}
 
 
 def now() -> str:
     return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def set_condition(
+def set_condition(  # noqa: PLR0917 - reads like the condition it writes
     conditions: list[dict[str, Any]] | None,
     kind: str,
     status: bool,
@@ -62,7 +69,9 @@ def mirror(coordinator_status: dict[str, Any]) -> dict[str, Any]:
     """The part of the coordinator's /status that the custom resource shows."""
     counts = coordinator_status.get("counts", {})
     return {
-        "petPhase": PET_PHASES.get(str(coordinator_status.get("phase")), str(coordinator_status.get("phase"))),
+        "petPhase": PET_PHASES.get(
+            str(coordinator_status.get("phase")), str(coordinator_status.get("phase"))
+        ),
         "round": coordinator_status.get("round_id"),
         "counts": {phase: int(values.get("accepted", 0)) for phase, values in counts.items()},
         "phaseStartedAt": coordinator_status.get("phase_started_at"),

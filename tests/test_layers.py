@@ -28,7 +28,12 @@ ALLOWED = {
     "xaynet.coordinator": {"xaynet.core", "xaynet.coordinator"},
     # The operator renders the coordinator's settings and, in its finalizer, removes a round's
     # keys through the coordinator's own Redis store (one definition of the key layout).
-    "xaynet.operator": {"xaynet.core", "xaynet.operator", "xaynet.coordinator.settings", "xaynet.coordinator.store"},
+    "xaynet.operator": {
+        "xaynet.core",
+        "xaynet.operator",
+        "xaynet.coordinator.settings",
+        "xaynet.coordinator.store",
+    },
 }
 
 

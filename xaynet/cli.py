@@ -96,7 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     drive.add_argument("-r", "--rounds", type=int, default=3, help="rounds to complete (default 3)")
     drive.add_argument(
-        "-l", "--model-length", type=int, default=4, help="weights per model (default 4; with -u the coordinator's)"
+        "-l",
+        "--model-length",
+        type=int,
+        default=4,
+        help="weights per model (default 4; with -u the coordinator's)",
     )
     drive.add_argument(
         "-u", "--url", help="a running coordinator; default: start an embedded one (in-memory)"
@@ -130,12 +134,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 1 when the coordinator is unusable this long (s)",
     )
     participant.set_defaults(run=_participant)
-    operator = commands.add_parser("operator", help="run the Kubernetes operator for FederatedRound resources")
+    operator = commands.add_parser(
+        "operator", help="run the Kubernetes operator for FederatedRound resources"
+    )
     scope = operator.add_mutually_exclusive_group(required=True)
     scope.add_argument("-n", "--namespace", action="append", help="watch this namespace (repeatable)")
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
     operator.add_argument("--liveness-port", type=int, default=8080, help="serve /healthz here (0: off)")
-    operator.add_argument("--admission-port", type=int, default=0, help="serve the validating webhook here (0: off)")
+    operator.add_argument(
+        "--admission-port", type=int, default=0, help="serve the validating webhook here (0: off)"
+    )
     operator.add_argument("-v", "--verbose", action="store_true")
     operator.set_defaults(run=_operator)
     for register in _EXTENSIONS:

@@ -16,12 +16,16 @@ def config_map(round_name: str, config_toml: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": f"{coordinator_name(round_name)}-config", "labels": labels(round_name, "coordinator")},
+        "metadata": {
+            "name": f"{coordinator_name(round_name)}-config",
+            "labels": labels(round_name, "coordinator"),
+        },
         "data": {CONFIG_KEY: config_toml},
     }
 
 
 def _redis_env(round_name: str, namespace: str, spec: FederatedRoundSpec) -> list[dict[str, Any]]:
+    secret: dict[str, str] | None
     if spec.redis.mode == "Managed":
         host = f"{redis_name(round_name)}.{namespace}.svc"
         secret = {"name": redis_name(round_name), "key": PASSWORD_KEY}
@@ -55,7 +59,11 @@ def deployment(round_name: str, namespace: str, spec: FederatedRoundSpec, config
             {"name": "config", "mountPath": "/etc/xaynet", "readOnly": True},
             {"name": "models", "mountPath": "/models"},
         ],
-        "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+        },
     }
     if spec.coordinator.resources:
         container["resources"] = spec.coordinator.resources

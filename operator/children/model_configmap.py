@@ -19,6 +19,10 @@ def model_config_map(round_name: str, round_id: int, body: bytes, checksum: str)
             "labels": labels(round_name, "global-model"),
             "annotations": {"xaynet.dev/round": str(round_id), "xaynet.dev/checksum": checksum},
         },
-        "data": {"round": str(round_id), "checksum": checksum, "format": "bincode Vec<Ratio<BigInt>> (XayNet /model)"},
+        "data": {
+            "round": str(round_id),
+            "checksum": checksum,
+            "format": "bincode Vec<Ratio<BigInt>> (XayNet /model)",
+        },
         "binaryData": {MODEL_KEY: base64.b64encode(body).decode()},
     }

@@ -49,7 +49,9 @@ def deployment(round_name: str, spec: FederatedRoundSpec) -> dict[str, Any]:
                                 }
                             ],
                             "ports": [{"name": "redis", "containerPort": 6379}],
-                            "readinessProbe": {"exec": {"command": ["redis-cli", "-a", "$(REDIS_PASSWORD)", "ping"]}},
+                            "readinessProbe": {
+                                "exec": {"command": ["redis-cli", "-a", "$(REDIS_PASSWORD)", "ping"]}
+                            },
                             "livenessProbe": {"tcpSocket": {"port": 6379}, "periodSeconds": 10},
                             "volumeMounts": [{"name": "data", "mountPath": "/data"}],
                         }

@@ -73,7 +73,11 @@ class ApiServer(kmock.KubernetesEmulator):
         super().__attrs_post_init__()
         for plural, (kind, namespaced) in CORE.items():
             self.resources[f"v1/{plural}"] = kmock.ResourceInfo(
-                kind=kind, singular=kind.lower(), namespaced=namespaced, verbs=_VERBS, shortnames=SHORT.get(plural, set())
+                kind=kind,
+                singular=kind.lower(),
+                namespaced=namespaced,
+                verbs=_VERBS,
+                shortnames=SHORT.get(plural, set()),
             )
         self.resources["v1/namespaces"] = kmock.ResourceInfo(
             kind="Namespace", singular="namespace", namespaced=False, verbs=_VERBS, shortnames={"ns"}
@@ -109,18 +113,27 @@ class ApiServer(kmock.KubernetesEmulator):
             return await self._watch_namespaces(raw)
         if path == "/api/v1/namespaces" and raw.method == "GET":
             return aiohttp.web.json_response(
-                {"kind": "NamespaceList", "apiVersion": "v1", "metadata": {}, "items": [self._namespace(n) for n in sorted(self.namespaces)]}
+                {
+                    "kind": "NamespaceList",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "items": [self._namespace(n) for n in sorted(self.namespaces)],
+                }
             )
         match = re.fullmatch(r"/api/v1/namespaces/([^/]+)", path)
         if match and raw.method == "GET":
             name = match.group(1)
             if name not in self.namespaces:
-                return aiohttp.web.json_response(_status(404, "NotFound", f'namespaces "{name}" not found'), status=404)
+                return aiohttp.web.json_response(
+                    _status(404, "NotFound", f'namespaces "{name}" not found'), status=404
+                )
             return aiohttp.web.json_response(self._namespace(name))
         if path.startswith("/openapi"):
             return self._openapi(path)
         if path == "/api":
-            return aiohttp.web.json_response({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})
+            return aiohttp.web.json_response(
+                {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+            )
         response = await super().__call__(raw)
         return self._postprocess(raw, response)
 
@@ -145,7 +158,11 @@ class ApiServer(kmock.KubernetesEmulator):
         paths: dict[str, Any] = {}
         for resource in versions[gv]:
             base = f"/{gv}/namespaces/{{namespace}}/{resource.plural}"
-            gvk = {"group": resource.group, "version": resource.version, "kind": self.resources[resource].kind}
+            gvk = {
+                "group": resource.group,
+                "version": resource.version,
+                "kind": self.resources[resource].kind,
+            }
             operation = {"parameters": parameter, "x-kubernetes-group-version-kind": gvk}
             paths[base] = {"post": operation}
             paths[base + "/{name}"] = {"patch": operation, "put": operation}
@@ -156,16 +173,25 @@ class ApiServer(kmock.KubernetesEmulator):
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(raw)
         for name in sorted(self.namespaces):
-            await response.write(json.dumps({"type": "ADDED", "object": self._namespace(name)}).encode() + b"\n")
+            await response.write(
+                json.dumps({"type": "ADDED", "object": self._namespace(name)}).encode() + b"\n"
+            )
         timeout = float(raw.query.get("timeoutSeconds", "300"))
         await asyncio.sleep(timeout)
         await response.write_eof()
         return response
 
     def _namespace(self, name: str) -> dict[str, Any]:
-        return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "uid": str(uuid.uuid5(uuid.NAMESPACE_DNS, name))}, "status": {"phase": "Active"}}
+        return {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name, "uid": str(uuid.uuid5(uuid.NAMESPACE_DNS, name))},
+            "status": {"phase": "Active"},
+        }
 
-    def _postprocess(self, raw: aiohttp.web.BaseRequest, response: aiohttp.web.StreamResponse) -> aiohttp.web.StreamResponse:
+    def _postprocess(
+        self, raw: aiohttp.web.BaseRequest, response: aiohttp.web.StreamResponse
+    ) -> aiohttp.web.StreamResponse:
         if not isinstance(response, aiohttp.web.Response) or response.body is None or raw.method != "GET":
             return response
         if raw.query.get("watch") == "true":
@@ -204,7 +230,7 @@ class ApiServer(kmock.KubernetesEmulator):
         return None
 
     def _table(self, parsed: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-        items = data["items"] if "items" in data else [data]
+        items = data.get("items", [data])
         columns = [{"name": "Name", "type": "string", "format": "name"}]
         paths = []
         for crd in self.crds:
@@ -223,8 +249,23 @@ class ApiServer(kmock.KubernetesEmulator):
                 if json_path == ".metadata.creationTimestamp" and value:
                     value = _age(value)
                 cells.append(value)
-            rows.append({"cells": cells, "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": item.get("metadata", {})}})
-        return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": "1"}, "columnDefinitions": columns, "rows": rows}
+            rows.append(
+                {
+                    "cells": cells,
+                    "object": {
+                        "kind": "PartialObjectMetadata",
+                        "apiVersion": "meta.k8s.io/v1",
+                        "metadata": item.get("metadata", {}),
+                    },
+                }
+            )
+        return {
+            "kind": "Table",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": {"resourceVersion": "1"},
+            "columnDefinitions": columns,
+            "rows": rows,
+        }
 
     # -- server-side object semantics --------------------------------------------------------
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
@@ -258,7 +299,9 @@ class ApiServer(kmock.KubernetesEmulator):
             try:
                 new = jsonpatch.apply_patch(current, request.data)
             except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as error:
-                raise kmock.KubernetesError(status=422, reason="Invalid", message=f"the JSON patch failed: {error}") from None
+                raise kmock.KubernetesError(
+                    status=422, reason="Invalid", message=f"the JSON patch failed: {error}"
+                ) from None
         elif isinstance(request.data, dict):
             new = jsonpatch.apply_patch(current, [])  # a copy
             new = _merge(new, request.data)
@@ -330,15 +373,31 @@ def _merge(base: Any, patch: Any) -> Any:
 
 
 def _status(code: int, reason: str, message: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure", "code": code, "reason": reason, "message": message}
+    return {
+        "apiVersion": "v1",
+        "kind": "Status",
+        "metadata": {},
+        "status": "Failure",
+        "code": code,
+        "reason": reason,
+        "message": message,
+    }
 
 
 def _parse(path: str) -> dict[str, Any] | None:
-    match = re.fullmatch(r"/(?:api/(?P<cv>v1)|apis/(?P<g>[^/]+)/(?P<v>[^/]+))(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>[^/]+))?", path)
+    match = re.fullmatch(
+        r"/(?:api/(?P<cv>v1)|apis/(?P<g>[^/]+)/(?P<v>[^/]+))(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>[^/]+))?",
+        path,
+    )
     if not match:
         return None
     api_version = "v1" if match.group("cv") else f"{match.group('g')}/{match.group('v')}"
-    return {"apiVersion": api_version, "plural": match.group("plural"), "name": match.group("name"), "namespace": match.group("ns")}
+    return {
+        "apiVersion": api_version,
+        "plural": match.group("plural"),
+        "name": match.group("name"),
+        "namespace": match.group("ns"),
+    }
 
 
 def _json_path(item: dict[str, Any], path: str) -> Any:
@@ -357,7 +416,7 @@ def _age(timestamp: str) -> str:
 
 
 async def serve(port: int, crd_paths: list[str], namespaces: list[str], log_requests: bool = False) -> None:
-    crds = [yaml.safe_load(open(p)) for p in crd_paths]  # noqa: SIM115, PTH123
+    crds = [yaml.safe_load(open(p)) for p in crd_paths]  # noqa: SIM115
     handler = ApiServer(crds=crds, namespaces={"default", *namespaces}, log_requests=log_requests)
     async with handler, kmock.Server(handler, port=port):
         print(f"listening on 127.0.0.1:{port}", flush=True)

@@ -36,8 +36,17 @@ class Cluster:
     def kubeconfig(self) -> Path:
         return self.directory / "kubeconfig.yaml"
 
-    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        command = ["kubectl", "--kubeconfig", str(self.kubeconfig), "--cache-dir", str(self.directory / "kubectl-cache"), *args]
+    def kubectl(
+        self, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        command = [
+            "kubectl",
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--cache-dir",
+            str(self.directory / "kubectl-cache"),
+            *args,
+        ]
         result = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=60, check=False)
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
@@ -63,7 +72,9 @@ class Cluster:
         return dict((found or {}).get("status") or {})
 
     def wait_status(self, name: str, predicate: Any, what: str, timeout: float = 60) -> dict[str, Any]:
-        result: dict[str, Any] = wait_until(lambda: (s := self.round_status(name)) and predicate(s) and s, timeout, what, 0.3)
+        result: dict[str, Any] = wait_until(
+            lambda: (s := self.round_status(name)) and predicate(s) and s, timeout, what, 0.3
+        )
         return result
 
     def start_operator(self) -> None:
@@ -100,8 +111,18 @@ def cluster(directory: Path, operator: bool = True) -> Iterator[Cluster]:
     port = free_port()
     log = open(directory / "apiserver.log", "wb")  # noqa: SIM115 - owned by the process
     apiserver = subprocess.Popen(
-        [sys.executable, "-m", "tests.k8s.apiserver", "--port", str(port), "--crd", str(ROOT / "crds" / "federatedround.yaml"),
-         "--namespace", NAMESPACE, "--log-requests"],
+        [
+            sys.executable,
+            "-m",
+            "tests.k8s.apiserver",
+            "--port",
+            str(port),
+            "--crd",
+            str(ROOT / "crds" / "federatedround.yaml"),
+            "--namespace",
+            NAMESPACE,
+            "--log-requests",
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=ROOT,
@@ -113,7 +134,9 @@ def cluster(directory: Path, operator: bool = True) -> Iterator[Cluster]:
                 "apiVersion": "v1",
                 "kind": "Config",
                 "clusters": [{"name": "test", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
-                "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test", "namespace": NAMESPACE}}],
+                "contexts": [
+                    {"name": "test", "context": {"cluster": "test", "user": "test", "namespace": NAMESPACE}}
+                ],
                 "current-context": "test",
                 "users": [{"name": "test", "user": {"token": "test"}}],
             }

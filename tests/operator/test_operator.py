@@ -41,9 +41,22 @@ def _children(k8s: Cluster, round_name: str) -> dict[str, dict[str, Any]]:
 def test_apply_example_and_get_rounds(tmp_path: Path) -> None:
     with cluster(tmp_path) as k8s:
         k8s.kubectl("apply", "-f", str(ROOT / "examples" / "round.yaml"))
-        k8s.wait_status("demo", lambda s: s.get("phase") == "Provisioning" and s.get("conditions"), "provisioning")
+        k8s.wait_status(
+            "demo", lambda s: s.get("phase") == "Provisioning" and s.get("conditions"), "provisioning"
+        )
         table = k8s.kubectl("get", "rounds").stdout.splitlines()
-        assert table[0].split() == ["NAME", "PHASE", "PET", "ROUND", "DONE", "SUM", "UPDATE", "SUM2", "MODEL", "AGE"]
+        assert table[0].split() == [
+            "NAME",
+            "PHASE",
+            "PET",
+            "ROUND",
+            "DONE",
+            "SUM",
+            "UPDATE",
+            "SUM2",
+            "MODEL",
+            "AGE",
+        ]
         assert table[1].split()[:2] == ["demo", "Provisioning"]
         assert k8s.kubectl("get", "fr").stdout.splitlines()[1].startswith("demo")
         listed = [line.split()[0] for line in k8s.kubectl("get", "all").stdout.splitlines()[1:]]
@@ -53,7 +66,14 @@ def test_apply_example_and_get_rounds(tmp_path: Path) -> None:
         assert conditions["RedisReady"]["status"] == "True"
         assert conditions["CoordinatorReady"]["status"] == "False"  # no pods in this cluster
         for condition in conditions.values():
-            assert set(condition) >= {"type", "status", "reason", "message", "lastTransitionTime", "observedGeneration"}
+            assert set(condition) >= {
+                "type",
+                "status",
+                "reason",
+                "message",
+                "lastTransitionTime",
+                "observedGeneration",
+            }
 
 
 def test_children_are_owned_labelled_and_configured(tmp_path: Path) -> None:
@@ -75,7 +95,11 @@ def test_children_are_owned_labelled_and_configured(tmp_path: Path) -> None:
         for child in children.values():
             (reference,) = child["metadata"]["ownerReferences"]
             assert reference["uid"] == owner["metadata"]["uid"]
-            assert (reference["kind"], reference["name"], reference["controller"]) == ("FederatedRound", "alpha", True)
+            assert (reference["kind"], reference["name"], reference["controller"]) == (
+                "FederatedRound",
+                "alpha",
+                True,
+            )
             assert child["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "xaynet-operator"
         service = children["Service/alpha-coordinator"]["spec"]
         assert service["ports"] == [{"name": "http", "port": 8081, "targetPort": "http"}]
@@ -84,13 +108,21 @@ def test_children_are_owned_labelled_and_configured(tmp_path: Path) -> None:
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
         env = {e["name"]: e for e in container["env"]}
-        assert env["XAYNET_REDIS__URL"]["value"] == f"redis://:$(REDIS_PASSWORD)@alpha-redis.{NAMESPACE}.svc:6379/0"
+        assert (
+            env["XAYNET_REDIS__URL"]["value"]
+            == f"redis://:$(REDIS_PASSWORD)@alpha-redis.{NAMESPACE}.svc:6379/0"
+        )
         assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "alpha-redis"
         config = tomllib.loads(children["ConfigMap/alpha-coordinator-config"]["data"]["config.toml"])
         assert config["model"]["length"] == 12
         assert config["pet"]["sum"] == EXAMPLE["spec"]["pet"]["sumProbability"]
         assert config["redis"]["namespace"] == f"{NAMESPACE}.alpha"
-        assert config["mask"] == {"group_type": "Prime", "data_type": "F32", "bound_type": "B0", "model_type": "M3"}
+        assert config["mask"] == {
+            "group_type": "Prime",
+            "data_type": "F32",
+            "bound_type": "B0",
+            "model_type": "M3",
+        }
         assert len(base64.b64decode(children["Secret/alpha-redis"]["data"]["password"])) >= 24
 
 
@@ -103,11 +135,15 @@ def test_children_are_owned_labelled_and_configured(tmp_path: Path) -> None:
         ({"modelLength": "many"}, "spec.modelLength"),
     ],
 )
-def test_invalid_rounds_fail_with_a_condition_and_no_children(tmp_path: Path, spec: dict[str, Any], field: str) -> None:
+def test_invalid_rounds_fail_with_a_condition_and_no_children(
+    tmp_path: Path, spec: dict[str, Any], field: str
+) -> None:
     with cluster(tmp_path) as k8s:
         manifest = _round("bad")
         for key, value in spec.items():
-            manifest["spec"][key] = {**manifest["spec"].get(key, {}), **value} if isinstance(value, dict) else value
+            manifest["spec"][key] = (
+                {**manifest["spec"].get(key, {}), **value} if isinstance(value, dict) else value
+            )
         k8s.apply(manifest)
         status = k8s.wait_status("bad", lambda s: s.get("phase") == "Failed", "the Failed phase")
         failed = next(c for c in status["conditions"] if c["type"] == "Failed")
@@ -121,7 +157,9 @@ def test_spec_changes_are_rolled_out_or_refused(tmp_path: Path) -> None:
     with cluster(tmp_path) as k8s:
         manifest = _round("gamma")
         k8s.apply(manifest)
-        wait_until(lambda: "ConfigMap/gamma-coordinator-config" in _children(k8s, "gamma"), 30, "the config map")
+        wait_until(
+            lambda: "ConfigMap/gamma-coordinator-config" in _children(k8s, "gamma"), 30, "the config map"
+        )
         manifest["spec"]["pet"]["sumProbability"] = 0.25
         k8s.apply(manifest)
 
@@ -135,7 +173,9 @@ def test_spec_changes_are_rolled_out_or_refused(tmp_path: Path) -> None:
         k8s.apply(manifest)
         status = k8s.wait_status(
             "gamma",
-            lambda s: any(c["type"] == "SpecChangeRefused" and c["status"] == "True" for c in s.get("conditions", [])),
+            lambda s: any(
+                c["type"] == "SpecChangeRefused" and c["status"] == "True" for c in s.get("conditions", [])
+            ),
             "the refusal",
         )
         refused = next(c for c in status["conditions"] if c["type"] == "SpecChangeRefused")
@@ -170,22 +210,50 @@ def _stand_in_coordinator(k8s: Cluster, name: str, tmp_path: Path, redis_url: st
     directory = tmp_path / "coordinator"
     directory.mkdir()
     port = free_port()
-    env = {"XAYNET_REDIS__URL": redis_url, "XAYNET_API__BIND_ADDRESS": f"127.0.0.1:{port}", "XAYNET_MODEL_EXPORT__DIRECTORY": str(directory / "models")}
+    env = {
+        "XAYNET_REDIS__URL": redis_url,
+        "XAYNET_API__BIND_ADDRESS": f"127.0.0.1:{port}",
+        "XAYNET_MODEL_EXPORT__DIRECTORY": str(directory / "models"),
+    }
     with coordinator_process(directory, config_map["data"]["config.toml"], port, env=env) as coordinator:
-        k8s.kubectl("annotate", "federatedround", name, f"xaynet.dev/coordinator-url={coordinator.url}", "--overwrite")
+        k8s.kubectl(
+            "annotate", "federatedround", name, f"xaynet.dev/coordinator-url={coordinator.url}", "--overwrite"
+        )
         yield coordinator
 
 
 def test_rounds_are_followed_and_models_published(tmp_path: Path) -> None:
-    pet = {"minSumTime": 1, "minUpdateTime": 1, "minSum2Time": 0.5, "maxSumTime": 30, "maxUpdateTime": 30, "maxSum2Time": 30, "sumProbability": 0.3}
+    pet = {
+        "minSumTime": 1,
+        "minUpdateTime": 1,
+        "minSum2Time": 0.5,
+        "maxSumTime": 30,
+        "maxUpdateTime": 30,
+        "maxSum2Time": 30,
+        "sumProbability": 0.3,
+    }
     with redis_server(tmp_path) as redis, cluster(tmp_path) as k8s:
         k8s.apply(_round("live", modelLength=6, rounds=2, pet={**EXAMPLE["spec"]["pet"], **pet}))
         wait_until(lambda: k8s.get("configmap", "live-coordinator-config"), 30, "the coordinator config")
         with _stand_in_coordinator(k8s, "live", tmp_path, redis.url) as coordinator:
             k8s.wait_status("live", lambda s: s.get("phase") == "Running", "the Running phase")
             drive = subprocess.run(
-                [sys.executable, "-m", "xaynet", "test-drive", "-u", coordinator.url, "-n", "10", "--rounds", "2"],
-                capture_output=True, text=True, timeout=300, check=False,
+                [
+                    sys.executable,
+                    "-m",
+                    "xaynet",
+                    "test-drive",
+                    "-u",
+                    coordinator.url,
+                    "-n",
+                    "10",
+                    "--rounds",
+                    "2",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
             )
             assert drive.returncode == 0, drive.stdout + drive.stderr
             status = k8s.wait_status("live", lambda s: s.get("phase") == "Succeeded", "the Succeeded phase")
@@ -217,25 +285,54 @@ def coordinator_body(url: str) -> bytes:
 
 def test_operator_restart_resumes_without_duplicates(tmp_path: Path) -> None:
     with redis_server(tmp_path) as redis, cluster(tmp_path) as k8s:
-        pet = {**EXAMPLE["spec"]["pet"], "minSumTime": 1, "minUpdateTime": 1, "minSum2Time": 0.5, "sumProbability": 0.3}
+        pet = {
+            **EXAMPLE["spec"]["pet"],
+            "minSumTime": 1,
+            "minUpdateTime": 1,
+            "minSum2Time": 0.5,
+            "sumProbability": 0.3,
+        }
         k8s.apply(_round("steady", pet=pet))
         wait_until(lambda: len(_children(k8s, "steady")) == 7, 30, "seven children")
         with _stand_in_coordinator(k8s, "steady", tmp_path, redis.url) as coordinator:
-            before = k8s.wait_status("steady", lambda s: s.get("phase") == "Running" and s.get("round"), "following")
+            before = k8s.wait_status(
+                "steady", lambda s: s.get("phase") == "Running" and s.get("round"), "following"
+            )
             versions = {k: v["metadata"]["resourceVersion"] for k, v in _children(k8s, "steady").items()}
             k8s.stop_operator(signal.SIGKILL)
             seen = len(k8s.requests())
             k8s.start_operator()
             drive = subprocess.Popen(
-                [sys.executable, "-m", "xaynet", "test-drive", "-u", coordinator.url, "-n", "10", "--rounds", "1"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                [
+                    sys.executable,
+                    "-m",
+                    "xaynet",
+                    "test-drive",
+                    "-u",
+                    coordinator.url,
+                    "-n",
+                    "10",
+                    "--rounds",
+                    "1",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
-            after = k8s.wait_status("steady", lambda s: (s.get("round") or 0) > before["round"], "the next round, followed after the restart", 120)
+            after = k8s.wait_status(
+                "steady",
+                lambda s: (s.get("round") or 0) > before["round"],
+                "the next round, followed after the restart",
+                120,
+            )
             drive.wait(300)
         assert after["phase"] == "Running"
         now = {k: v["metadata"]["resourceVersion"] for k, v in _children(k8s, "steady").items()}
         published = now.pop("ConfigMap/steady-global-model", None)
         assert now == versions, "the provisioned children were neither re-created nor touched"
-        creates = [line.split("?")[0] for line in k8s.requests()[seen:] if line.startswith("POST") and "/events" not in line]
+        creates = [
+            line.split("?")[0]
+            for line in k8s.requests()[seen:]
+            if line.startswith("POST") and "/events" not in line
+        ]
         expected = [f"POST /api/v1/namespaces/{NAMESPACE}/configmaps"] if published else []
         assert creates == expected, "after the restart only a newly published model was created"
