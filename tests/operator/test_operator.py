@@ -336,3 +336,54 @@ def test_operator_restart_resumes_without_duplicates(tmp_path: Path) -> None:
         ]
         expected = [f"POST /api/v1/namespaces/{NAMESPACE}/configmaps"] if published else []
         assert creates == expected, "after the restart only a newly published model was created"
+
+
+def test_a_model_too_large_for_a_configmap_is_published_as_an_artifact(tmp_path: Path) -> None:
+    pet = {
+        **EXAMPLE["spec"]["pet"],
+        "minSumTime": 1,
+        "minUpdateTime": 1,
+        "minSum2Time": 0.5,
+        "sumProbability": 0.3,
+    }
+    with redis_server(tmp_path) as redis, cluster(tmp_path) as k8s:
+        k8s.apply(
+            _round(
+                "big",
+                modelLength=200,
+                rounds=1,
+                pet=pet,
+                modelExport={"configMap": True, "maxConfigMapBytes": 1024},
+            )
+        )
+        wait_until(lambda: k8s.get("configmap", "big-coordinator-config"), 30, "the coordinator config")
+        with _stand_in_coordinator(k8s, "big", tmp_path, redis.url) as coordinator:
+            drive = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "xaynet",
+                    "test-drive",
+                    "-u",
+                    coordinator.url,
+                    "-n",
+                    "10",
+                    "--rounds",
+                    "1",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+            assert drive.returncode == 0, drive.stdout + drive.stderr
+            status = k8s.wait_status("big", lambda s: s.get("phase") == "Succeeded", "the Succeeded phase")
+        latest = status["latestModel"]
+        assert "name" not in latest, "no ConfigMap name: the model is an artifact"
+        assert latest["size"] > 1024
+        assert latest["artifact"]["url"] == f"{coordinator.url}/model"
+        assert latest["artifact"]["path"] == f"/models/global-model-{latest['round']:08d}.bin"
+        published = next(c for c in status["conditions"] if c["type"] == "ModelPublished")
+        assert (published["status"], published["reason"]) == ("True", "Artifact")
+        assert "exceeds spec.modelExport.maxConfigMapBytes" in published["message"]
+        assert k8s.get("configmap", "big-global-model") is None
