@@ -24,42 +24,28 @@ from nacl.bindings import crypto_box_seal_open, crypto_sign_open
 
 from benchmarks._timing import Row, print_rows
 from tests.pet_client import PetClient, ephemeral, keys_for, sealed
-from tests.processes import coordinator_process, free_port, redis_server, wait_until
+from tests.processes import coordinator_process, free_port, pet_config, redis_server, wait_until
 from xaynet.core.crypto import EncryptKeyPair, seal
 from xaynet.core.message.envelope import encode_messages
 from xaynet.sdk.tasks import Task, compose_sum, compose_update
 
 
 def _config(port: int, length: int, updates: int, summers: int, redis_url: str | None) -> str:
-    redis = f'[redis]\nurl = "{redis_url}"\nnamespace = "bench"\n' if redis_url else ""
-    return f"""
-[log]
-filter = "warn"
-[api]
-bind_address = "127.0.0.1:{port}"
-[pet]
-min_sum_count = {summers}
-max_sum_count = {summers}
-min_update_count = {updates}
-max_update_count = {updates}
-min_sum2_count = 1
-max_sum2_count = {summers}
-min_sum_time = 0
-max_sum_time = 3600
-min_update_time = 0
-max_update_time = 3600
-min_sum2_time = 0
-max_sum2_time = 3600
-sum = 0.5
-update = 1.0
-[mask]
-group_type = "Prime"
-data_type = "F32"
-bound_type = "B0"
-model_type = "M3"
-[model]
-length = {length}
-{redis}"""
+    """Held in Update until all `updates` are in: min = max update count, no phase time limits."""
+    return pet_config(
+        length,
+        port=port,
+        redis_url=redis_url,
+        namespace="bench",
+        sum_prob=0.5,
+        update_prob=1.0,
+        min_sum_count=summers,
+        min_update_count=updates,
+        times=(0, 0, 0),
+        max_time=3600,
+        max_counts=(summers, updates, summers),
+        log_filter="warn",
+    )
 
 
 async def _post_all(url: str, bodies: list[bytes], concurrency: int) -> tuple[float, list[str]]:

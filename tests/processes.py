@@ -132,22 +132,24 @@ def pet_config(
     min_sum2_count: int = 1,
     times: tuple[float, float, float] = (2, 2, 1),
     max_time: float = 30,
+    max_counts: tuple[int, int, int] = (100, 1000, 100),
+    log_filter: str = "xaynet=debug,info",
     extra: str = "",
 ) -> str:
     redis = f'[redis]\nurl = "{redis_url}"\nnamespace = "{namespace}"\n' if redis_url else ""
     exports = f'[model_export]\ndirectory = "{export}"\n' if export else ""
     return f"""
 [log]
-filter = "xaynet=debug,info"
+filter = "{log_filter}"
 [api]
 bind_address = "127.0.0.1:{port}"
 [pet]
 min_sum_count = {min_sum_count}
-max_sum_count = 100
+max_sum_count = {max_counts[0]}
 min_update_count = {min_update_count}
-max_update_count = 1000
+max_update_count = {max_counts[1]}
 min_sum2_count = {min_sum2_count}
-max_sum2_count = 100
+max_sum2_count = {max_counts[2]}
 min_sum_time = {times[0]}
 max_sum_time = {max_time}
 min_update_time = {times[1]}
@@ -225,3 +227,25 @@ def coordinator_process(
         yield coordinator
     finally:
         coordinator.kill(signal.SIGTERM)
+
+
+def run_test_drive(url: str, participants: int = 10, rounds: int = 1) -> subprocess.CompletedProcess[str]:
+    """`xaynet test-drive -u URL` as a user runs it; it checks every global model itself."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "xaynet",
+            "test-drive",
+            "-u",
+            url,
+            "-n",
+            str(participants),
+            "--rounds",
+            str(rounds),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )

@@ -6,30 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.processes import coordinator_process, free_port, pet_config
+from tests.processes import coordinator_process, free_port, pet_config, run_test_drive
 
 
 def test_remote_test_drive(tmp_path: Path) -> None:
     port = free_port()
     with coordinator_process(tmp_path, pet_config(4, port=port, times=(1, 1, 0.5)), port) as coordinator:
-        drive = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "xaynet",
-                "test-drive",
-                "-u",
-                coordinator.url,
-                "-n",
-                "10",
-                "--rounds",
-                "2",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        drive = run_test_drive(coordinator.url, rounds=2)
     assert drive.returncode == 0, drive.stdout + drive.stderr
     assert f"against {coordinator.url}" in drive.stdout
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.operator.cluster import NAMESPACE, ROOT, Cluster, cluster
-from tests.processes import coordinator_process, free_port, redis_server, wait_until
+from tests.processes import coordinator_process, free_port, redis_server, run_test_drive, wait_until
 from xaynet.core.mask.model import GlobalModel
 
 EXAMPLE = yaml.safe_load((ROOT / "examples" / "round.yaml").read_text())
@@ -237,24 +237,7 @@ def test_rounds_are_followed_and_models_published(tmp_path: Path) -> None:
         wait_until(lambda: k8s.get("configmap", "live-coordinator-config"), 30, "the coordinator config")
         with _stand_in_coordinator(k8s, "live", tmp_path, redis.url) as coordinator:
             k8s.wait_status("live", lambda s: s.get("phase") == "Running", "the Running phase")
-            drive = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "xaynet",
-                    "test-drive",
-                    "-u",
-                    coordinator.url,
-                    "-n",
-                    "10",
-                    "--rounds",
-                    "2",
-                ],
-                capture_output=True,
-                text=True,
-                timeout=300,
-                check=False,
-            )
+            drive = run_test_drive(coordinator.url, rounds=2)
             assert drive.returncode == 0, drive.stdout + drive.stderr
             status = k8s.wait_status("live", lambda s: s.get("phase") == "Succeeded", "the Succeeded phase")
             body = coordinator_body(coordinator.url)
@@ -358,24 +341,7 @@ def test_a_model_too_large_for_a_configmap_is_published_as_an_artifact(tmp_path:
         )
         wait_until(lambda: k8s.get("configmap", "big-coordinator-config"), 30, "the coordinator config")
         with _stand_in_coordinator(k8s, "big", tmp_path, redis.url) as coordinator:
-            drive = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "xaynet",
-                    "test-drive",
-                    "-u",
-                    coordinator.url,
-                    "-n",
-                    "10",
-                    "--rounds",
-                    "1",
-                ],
-                capture_output=True,
-                text=True,
-                timeout=300,
-                check=False,
-            )
+            drive = run_test_drive(coordinator.url, rounds=1)
             assert drive.returncode == 0, drive.stdout + drive.stderr
             status = k8s.wait_status("big", lambda s: s.get("phase") == "Succeeded", "the Succeeded phase")
         latest = status["latestModel"]
