@@ -21,7 +21,7 @@ from xaynet.core.message.assembler import ChunkAssembler
 from xaynet.core.message.chunks import ChunkPayload
 from xaynet.core.message.envelope import Message, parse_message
 from xaynet.core.message.header import HEADER_LENGTH, Header, Tag
-from xaynet.core.message.payloads import Payload, Sum2Payload, SumPayload, UpdatePayload, parse_payload
+from xaynet.core.message.payloads import Payload, Sum2Payload, SumPayload, parse_payload
 
 PHASE_OF_TAG = {Tag.SUM: Phase.SUM, Tag.UPDATE: Phase.UPDATE, Tag.SUM2: Phase.SUM2}
 
@@ -170,4 +170,4 @@ class MessagePipeline:
         self.assembler.clear()
 
 
-__all__ = ["MessagePipeline", "Outcome", "Request", "UpdatePayload", "Verdict"]
+__all__ = ["MessagePipeline", "Outcome", "Request", "Verdict"]

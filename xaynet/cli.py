@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 
 def _coordinator(args: argparse.Namespace) -> int:
@@ -146,12 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     operator.add_argument("-v", "--verbose", action="store_true")
     operator.set_defaults(run=_operator)
-    for register in _EXTENSIONS:
-        register(commands)
     return parser
-
-
-_EXTENSIONS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

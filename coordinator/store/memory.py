@@ -106,9 +106,6 @@ class MemoryStore:
         self._masks[mask] = self._masks.get(mask, 0) + 1
         return MaskOutcome.ACCEPTED
 
-    async def mask_count(self) -> int:
-        return len(self._mask_senders)
-
     async def mask_senders(self) -> set[bytes]:
         return set(self._mask_senders)
 

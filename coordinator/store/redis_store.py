@@ -267,10 +267,6 @@ class RedisStore:
         return _MASK_OUTCOMES[int(result)]
 
     @_guarded
-    async def mask_count(self) -> int:
-        return int(await self._redis.scard(self._key("mask_submitted")))
-
-    @_guarded
     async def mask_senders(self) -> set[bytes]:
         return set(await self._redis.smembers(self._key("mask_submitted")))
 

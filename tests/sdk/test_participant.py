@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from tests.pet_client import PetClient, keys_for
-from tests.processes import coordinator_process, free_port, pet_config, wait_until
+from tests.processes import coordinator_process, free_port, pet_config, run_test_drive, wait_until
 from xaynet.sdk import (
     CoordinatorProtocolError,
     CoordinatorUnreachableError,
@@ -176,3 +176,34 @@ def test_wheel_defects_are_fixed() -> None:
     with pytest.raises(ParticipantInit, match="no GPU here"):
         spawn_participant(url, _Broken)
     assert issubclass(GlobalModelUnavailable, Exception)
+
+
+def test_async_participant_api(tmp_path: Path) -> None:
+    """spawn_async_participant: the notifier fires per round, get_global_model fetches and
+    converts the model, set_local_model checks it against the round."""
+    from tests.processes import http_get
+    from xaynet.core.mask.config import DataType
+    from xaynet.core.mask.model import GlobalModel
+    from xaynet.sdk import LocalModelLengthMisMatch, spawn_async_participant
+
+    port = free_port()
+    config = pet_config(4, port=port, times=(1, 1, 0.5), max_time=30)
+    with coordinator_process(tmp_path, config, port) as coordinator:
+        participant, notifier = spawn_async_participant(coordinator.url)
+        try:
+            assert notifier.wait(30), "a new round is announced"
+            assert participant.get_global_model() is None  # no round finished yet
+            with pytest.raises(LocalModelLengthMisMatch):
+                participant.set_local_model([0.5, 0.5])
+            drive = run_test_drive(coordinator.url, rounds=1)
+            assert drive.returncode == 0, drive.stdout + drive.stderr
+            assert notifier.wait(30)
+            code, body = http_get(coordinator.url + "/model")
+            assert code == 200
+            expected = GlobalModel.from_bincode(body).to_numpy(DataType.F32).tolist()
+            assert participant.get_global_model() == expected
+            participant.set_local_model([0.25, 0.5, -0.5, 1.0])
+        finally:
+            state = participant.stop()
+    assert state
+    assert not notifier.is_set()

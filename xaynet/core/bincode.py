@@ -16,8 +16,6 @@ from xaynet.core.errors import DecodeError, DuplicateKeyError, LengthError
 from xaynet.core.mask.config import MaskConfig, MaskConfigPair
 
 ROUND_PARAMETERS_LENGTH = 136
-SUM_DICT_ENTRY = 80
-SEED_DICT_ENTRY = 128
 ENCRYPTED_SEED_LENGTH = 80
 
 _KEY_PREFIX = struct.pack("<Q", 32)

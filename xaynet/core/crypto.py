@@ -21,7 +21,6 @@ from xaynet.core.errors import DecryptError, LengthError, SignatureError
 PUBLIC_KEY_LENGTH = 32
 SIGNATURE_LENGTH = 64
 SEAL_OVERHEAD = 48
-SHA256_LENGTH = 32
 
 
 def sha256(data: bytes) -> bytes:
@@ -54,10 +53,6 @@ class SigningKeyPair:
         if pair.public != secret[32:]:
             raise SignatureError("the secret key's public half does not match its seed")
         return pair
-
-    @property
-    def libsodium_secret(self) -> bytes:
-        return self.seed + self.public
 
     def sign(self, message: bytes) -> bytes:
         """Detached Ed25519 signature (64 bytes); deterministic."""

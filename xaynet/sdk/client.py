@@ -38,11 +38,6 @@ class PostAnswer:
     result: str  # accepted / rejected / discarded / buffered / invalid / unavailable ("" if not told)
     reason: str
 
-    @property
-    def delivered(self) -> bool:
-        """2xx: the coordinator processed the message (whatever its verdict)."""
-        return 200 <= self.status < 300
-
 
 def join_url(base: str, segment: str, query: dict[str, str] | None = None) -> str:
     parts = urlsplit(base)

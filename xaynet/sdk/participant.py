@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import json
 import logging
 import time
@@ -27,7 +28,7 @@ import aiohttp
 
 from xaynet.core.bincode import RoundParameters
 from xaynet.core.crypto import EncryptKeyPair, SigningKeyPair, seal
-from xaynet.core.errors import EncodingError, MaskError, ModelLengthError, XaynetError
+from xaynet.core.errors import EncodingError, ModelLengthError, XaynetError
 from xaynet.core.mask.model import GlobalModel
 from xaynet.core.message.chunks import DEFAULT_MAX_MESSAGE_SIZE
 from xaynet.core.message.envelope import encode_messages
@@ -236,10 +237,10 @@ class Participant:
             case State.SENDING:
                 return await self._send(params)
 
-    def _timed(self, function: Callable[..., Payload], *args: Any, **kwargs: Any) -> Payload:
+    def _timed(self, compose: Callable[[], Payload]) -> Payload:
         started = time.perf_counter()
         try:
-            return function(*args, **kwargs)
+            return compose()
         finally:
             self.events.worked(self.round.task, time.perf_counter() - started)
 
@@ -261,28 +262,26 @@ class Participant:
             self.wants_model = True
             return False
         self._local_model = None
-        try:
-            payload = await asyncio.to_thread(
-                self._timed, compose_update, self.keys, params, sums, model, scalar=self.scalar
-            )
-        except (EncodingError, ModelLengthError) as error:
-            log.error("the local model does not fit this round: %s", error.message)
-            self.round.state = State.AWAITING
-            return True
-        self._queue(params, payload, State.AWAITING)
-        return True
+        compose = functools.partial(compose_update, self.keys, params, sums, model, scalar=self.scalar)
+        return await self._compose_and_queue(params, compose, "the local model does not fit this round")
 
     async def _sum2(self, params: RoundParameters) -> bool:
         seeds = await self.client.seeds(self.keys.public)
         if seeds is None:
             return False
         assert self.round.ephemeral is not None
+        compose = functools.partial(compose_sum2, self.keys, params, self.round.ephemeral, seeds)
+        return await self._compose_and_queue(params, compose, "giving up this round's sum2 task")
+
+    async def _compose_and_queue(
+        self, params: RoundParameters, compose: Callable[[], Payload], failure: str
+    ) -> bool:
+        """Compose in a worker thread (the heavy part); a payload that cannot be built ends the
+        task for this round, as in the original."""
         try:
-            payload = await asyncio.to_thread(
-                self._timed, compose_sum2, self.keys, params, self.round.ephemeral, seeds
-            )
-        except (MaskError, XaynetError) as error:
-            log.warning("giving up this round's sum2 task: %s", error.message)
+            payload = await asyncio.to_thread(self._timed, compose)
+        except XaynetError as error:
+            log.warning("%s: %s", failure, error.message)
             self.round.state = State.AWAITING
             return True
         self._queue(params, payload, State.AWAITING)
