@@ -5,7 +5,12 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = {"core": "benchmarks.core", "ingest": "benchmarks.ingest", "testdrive": "benchmarks.testdrive"}
+BENCHMARKS = {
+    "core": "benchmarks.core",
+    "ingest": "benchmarks.ingest",
+    "testdrive": "benchmarks.testdrive",
+    "faults": "benchmarks.faults",
+}
 
 
 def main() -> None:

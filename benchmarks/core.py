@@ -1,7 +1,11 @@
 """PET core: masking, aggregation, unmasking, seal+sign, open+verify for 100k and 1M f32 weights.
 
 Default config (Prime/F32/B0/M3). Floors, measured in the same run on the same data:
-- masking: the raw ChaCha20 keystream for exactly the bytes the derivation consumed;
+- mask derivation (compiled kernel and numpy fallback) and Sum2 (derive + add N masks): the
+  raw ChaCha20 keystream for exactly the bytes the derivations consumed, timed interleaved
+  with them (one sample of each in turn) so the shared machine's load hits both alike; the
+  floor is the best median of three ways (64 KiB, 512 KiB or 2 MiB steps into one buffer);
+- masking: the same keystream floor;
 - aggregation and unmasking: one numpy add of arrays of the same shape;
 - seal+sign / open+verify: libsodium's Ed25519 sign + sealed box (resp. open + verify)
   of the same message bytes, called directly through PyNaCl.
@@ -10,6 +14,11 @@ Default config (Prime/F32/B0/M3). Floors, measured in the same run on the same d
 from __future__ import annotations
 
 import argparse
+import hashlib
+import statistics
+import time
+import tracemalloc
+from collections.abc import Callable
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
@@ -18,32 +27,107 @@ from nacl.signing import SigningKey
 
 from benchmarks._timing import Row, median_seconds, print_rows
 from xaynet.core.crypto import EncryptKeyPair, SigningKeyPair
+from xaynet.core.mask import kernel
 from xaynet.core.mask.aggregate import Aggregation
 from xaynet.core.mask.codec import to_local_model
 from xaynet.core.mask.config import DEFAULT_CONFIG, MaskConfigPair
 from xaynet.core.mask.masking import mask_model
-from xaynet.core.mask.prng import Keystream, derive_mask
+from xaynet.core.mask.model import GlobalModel
+from xaynet.core.mask.object import MaskObject
+from xaynet.core.mask.prng import Keystream, derive_mask, draw_elements
 from xaynet.core.message.envelope import open_message, parse_message, seal_messages
 from xaynet.core.message.payloads import UpdatePayload
 
 PAIR = MaskConfigPair.same(DEFAULT_CONFIG)
 
 
-def _keystream_floor(nbytes: int, repeats: int) -> float:
-    """The cheapest way to get `nbytes` of ChaCha20 keystream: one call, or cache-sized chunks."""
-    chunk = 1 << 21
-    zeros, zero_chunk = bytes(nbytes), bytes(chunk)
+def _consumed(seed: bytes, length: int) -> int:
+    """Keystream bytes the derivation of one mask really consumes (rejection sampling)."""
+    stream = Keystream(seed)
+    draw_elements(stream, PAIR.unit, 1)
+    draw_elements(stream, PAIR.vect, length)
+    return stream.consumed
 
-    def whole() -> None:
-        Cipher(algorithms.ChaCha20(b"k" * 32, bytes(16)), None).encryptor().update(zeros)
 
-    def chunked() -> None:
+def _keystream_in_chunks(nbytes: int, chunk: int) -> Callable[[], None]:
+    """ChaCha20 keystream of `nbytes` into one reused buffer: no allocation in the timing."""
+    zeros, out = bytes(chunk), bytearray(chunk)
+
+    def run() -> None:
         encryptor = Cipher(algorithms.ChaCha20(b"k" * 32, bytes(16)), None).encryptor()
         for _ in range(nbytes // chunk):
-            encryptor.update(zero_chunk)
-        encryptor.update(zero_chunk[: nbytes % chunk])
+            encryptor.update_into(zeros, out)
+        encryptor.update_into(zeros[: nbytes % chunk], out)
 
-    return min(median_seconds(whole, repeats), median_seconds(chunked, repeats))
+    return run
+
+
+def _interleaved(actions: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds of each action, sampled in turn (a, b, c, a, b, c, ...)."""
+    samples: dict[str, list[float]] = {name: [] for name in actions}
+    for action in actions.values():
+        action()  # warm-up: caches, the kernel's compilation
+    for _ in range(repeats):
+        for name, action in actions.items():
+            start = time.perf_counter()
+            action()
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def _floor_actions(nbytes: int) -> dict[str, Callable[[], object]]:
+    """The cheapest ways to get the keystream: the floor is the best of their medians."""
+    return {f"floor {chunk}": _keystream_in_chunks(nbytes, chunk) for chunk in (1 << 16, 1 << 19, 1 << 21)}
+
+
+def _best_floor(medians: dict[str, float]) -> float:
+    return min(value for name, value in medians.items() if name.startswith("floor "))
+
+
+def _keystream_floor(nbytes: int, repeats: int) -> float:
+    return _best_floor(_interleaved(_floor_actions(nbytes), repeats))
+
+
+def bench_derivation(length: int, repeats: int, sum2_masks: int) -> list[Row]:
+    """One mask on each path, and Sum2's N masks, against the same-run ChaCha20 floor."""
+    seed = bytes(range(32))
+    size = f"{length:,}"
+    consumed = _consumed(seed, length)
+    has_kernel = kernel.load() is not None
+    actions: dict[str, Callable[[], object]] = {
+        "numpy": lambda: derive_mask(seed, PAIR, length, compiled=False),
+        **_floor_actions(consumed),
+    }
+    if has_kernel:
+        actions["compiled"] = lambda: derive_mask(seed, PAIR, length)
+    medians = _interleaved(actions, repeats)
+    floor = _best_floor(medians)
+    what = f"ChaCha20 {consumed / 1e6:.1f} MB"
+    rows = []
+    if has_kernel:
+        rows.append(Row("derive mask (compiled kernel)", size, medians["compiled"], what, floor, 1.5))
+    rows.append(Row("derive mask (numpy fallback)", size, medians["numpy"], what, floor))
+
+    # Sum2: what a sum participant does once its seeds are open (xaynet.sdk.tasks.compose_sum2):
+    # derive each mask and add it to the running sum; memory stays O(L) whatever N.
+    seeds = [hashlib.sha256(i.to_bytes(4, "little")).digest() for i in range(sum2_masks)]
+    total = sum(_consumed(s, length) for s in seeds)
+
+    def sum2() -> MaskObject:
+        aggregation = Aggregation(PAIR, length)
+        for mask_seed in seeds:
+            aggregation.add(derive_mask(mask_seed, PAIR, length))
+        return aggregation.masked_sum()
+
+    medians = _interleaved({"sum2": sum2, **_floor_actions(total)}, repeats)
+    tracemalloc.start()
+    sum2()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    title = f"Sum2: derive + add {sum2_masks} masks (peak memory {peak / (8 * length):.1f} × 8L B)"
+    floor_what = f"ChaCha20 {total / 1e6:.0f} MB"
+    rows.append(Row(title, size, medians["sum2"], floor_what, _best_floor(medians), 1.5))
+    return rows
 
 
 def bench(length: int, repeats: int) -> list[Row]:
@@ -52,14 +136,7 @@ def bench(length: int, repeats: int) -> list[Row]:
     seed = bytes(range(32))
     size = f"{length:,}"
     rows = []
-
-    stream = Keystream(seed)
-    # How many keystream bytes the derivation really consumes (rejection sampling).
-    from xaynet.core.mask.prng import draw_elements
-
-    draw_elements(stream, PAIR.unit, 1)
-    draw_elements(stream, PAIR.vect, length)
-    consumed = stream.consumed
+    consumed = _consumed(seed, length)
     masking = median_seconds(lambda: mask_model(weights, 1.0, PAIR, seed), repeats)
     rows.append(
         Row(
@@ -92,6 +169,12 @@ def bench(length: int, repeats: int) -> list[Row]:
     mask = derive_mask(seed, PAIR, length)
     unmask = median_seconds(lambda: single.unmask(mask), repeats)
     rows.append(Row("unmask global model", size, unmask, "numpy add", add_floor))
+
+    # `xaynet model get` and every client read the /model bincode (vectorised decoder).
+    body = single.unmask(mask).to_bincode()
+    decode = median_seconds(lambda: GlobalModel.from_bincode(body), repeats)
+    digest = median_seconds(lambda: hashlib.sha256(body).digest(), repeats)
+    rows.append(Row("decode /model body", size, decode, "sha256 of the body", digest))
 
     keys = SigningKeyPair.generate()
     coordinator = EncryptKeyPair.generate()
@@ -140,8 +223,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks core", description=__doc__)
     parser.add_argument("--lengths", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--sum2-elements",
+        type=int,
+        default=2_000_000,
+        help="Sum2 derives this many elements in all: N = max(2, this / length) masks (default 2M)",
+    )
+    parser.add_argument("--derivation-only", action="store_true", help="only the derivation and Sum2 rows")
     args = parser.parse_args(argv)
     rows: list[Row] = []
     for length in args.lengths:
-        rows += bench(length, args.repeats)
+        rows += bench_derivation(length, args.repeats, max(2, args.sum2_elements // length))
+        if not args.derivation_only:
+            rows += bench(length, args.repeats)
     print_rows("PET core, default config Prime/F32/B0/M3 (median of repeats)", rows)

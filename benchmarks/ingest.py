@@ -83,7 +83,13 @@ def bench(length: int, updates: int, summers: int, concurrency: int, store: str)
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         directory = Path(tmp)
         redis = (
-            redis_server(directory, appendonly=store == "redis-aof") if store.startswith("redis") else None
+            redis_server(
+                directory,
+                appendonly=store.startswith("redis-aof"),
+                appendfsync="always" if store == "redis-aof-always" else "everysec",
+            )
+            if store.startswith("redis")
+            else None
         )
         redis_url = stack.enter_context(redis).url if redis is not None else None
         port = free_port()
@@ -143,10 +149,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument(
         "--store",
-        choices=["memory", "redis", "redis-aof"],
+        choices=["memory", "redis", "redis-aof", "redis-aof-always"],
         nargs="+",
         default=["memory", "redis", "redis-aof"],
-        help="redis: no persistence; redis-aof: appendonly with fsync every second",
+        help="redis: no persistence; redis-aof: appendonly with fsync every second; "
+        "redis-aof-always: appendonly with fsync before every reply",
     )
     args = parser.parse_args(argv)
     if any(s.startswith("redis") for s in args.store) and shutil.which("redis-server") is None:

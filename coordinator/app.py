@@ -23,17 +23,21 @@ import time
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
+from xaynet.coordinator import progress
 from xaynet.coordinator.machine import PhaseMachine
 from xaynet.coordinator.pipeline import Outcome, Request, Verdict
 from xaynet.coordinator.services import Services
-from xaynet.coordinator.store.base import StoreUnavailableError
+from xaynet.coordinator.store.base import Phase, StoreUnavailableError
 from xaynet.core.bincode import encode_seed_dict, encode_sum_dict
 
 log = logging.getLogger("xaynet.coordinator.http")
 SERVICES = web.AppKey("services", Services)
 MACHINE = web.AppKey("machine", PhaseMachine)
-PHASE_TASK: web.AppKey[asyncio.Task[None]] = web.AppKey("phase_task")
+# The phase machine's task, set once it exists (after the server started: a holder, since
+# an application must not be changed once it runs).
+PHASE_TASK: web.AppKey[list[asyncio.Task[None]]] = web.AppKey("phase_task")
 OCTETS = "application/octet-stream"
 
 
@@ -52,8 +56,13 @@ def _json(status: int, data: dict[str, Any], headers: dict[str, str] | None = No
     )
 
 
-def _message_response(verdict: Verdict) -> web.Response:
+def _message_response(verdict: Verdict, services: Services | None = None) -> web.Response:
     headers = {"X-Xaynet-Result": verdict.outcome.value}
+    lease = services.lease if services is not None else None
+    if lease is not None and lease.held:
+        # who answered, under which fencing token: no two holders ever accept at once
+        headers["X-Xaynet-Holder"] = lease.holder
+        headers["X-Xaynet-Lease-Token"] = str(lease.token)
     if verdict.reason:
         headers["X-Xaynet-Reason"] = verdict.reason
     body = {"result": verdict.outcome.value, "reason": verdict.reason, "detail": verdict.detail}
@@ -75,7 +84,7 @@ async def post_message(request: web.Request) -> web.Response:
     body = await request.read()
     services.metrics.received_bytes.inc(len(body))
     view = state.view()
-    prepared = await services.pipeline.prepare(body, view)
+    prepared = await services.pipeline.prepare(body, view, services.store)
     if isinstance(prepared, Request):
         try:
             verdict = await machine.submit(prepared)
@@ -83,6 +92,10 @@ async def post_message(request: web.Request) -> web.Response:
         except StoreUnavailableError as error:
             services.metrics.store_up.set(0)
             verdict = Verdict(Outcome.UNAVAILABLE, "store_unavailable", str(error))
+        if prepared.chunks is not None and verdict.outcome is not Outcome.UNAVAILABLE:
+            # final: the chunks go (a 503 keeps them for the client's retry of the last chunk)
+            accepted = verdict.outcome is Outcome.ACCEPTED
+            await services.pipeline.release(services.store, prepared.chunks, accepted)
     else:
         verdict = prepared
     services.metrics.messages.labels(
@@ -100,17 +113,22 @@ async def post_message(request: web.Request) -> web.Response:
         log.debug(
             "message %s", verdict.outcome.value, extra={"reason": verdict.reason, "detail": verdict.detail}
         )
-    return _message_response(verdict)
+    return _message_response(verdict, services)
 
 
 async def get_params(request: web.Request) -> web.Response:
-    return web.Response(body=request.app[SERVICES].state.params_body, content_type=OCTETS)
+    state = request.app[SERVICES].state
+    state.note_params_fetch()  # someone takes part in this round (the failed-draw rule)
+    return web.Response(body=state.params_body, content_type=OCTETS)
 
 
 async def get_sums(request: web.Request) -> web.Response:
-    sum_dict = request.app[SERVICES].state.sum_dict
+    state = request.app[SERVICES].state
+    sum_dict = state.sum_dict
     if sum_dict is None:
         return web.Response(status=204)
+    if state.phase is Phase.UPDATE:
+        state.note_input_fetch()  # an update participant is at work (the failed-draw rule)
     return web.Response(body=encode_sum_dict(sum_dict), content_type=OCTETS)
 
 
@@ -140,14 +158,19 @@ async def get_model(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    task = request.app.get(PHASE_TASK)
-    if task is not None and task.done():
+    """200 while the process can make progress, also while it waits for its store at start."""
+    tasks: list[asyncio.Task[None]] = request.app[PHASE_TASK]
+    if tasks and tasks[0].done() and not request.app[SERVICES].stopping:
         return _json(500, {"healthy": False, "reason": "the phase machine stopped"})
     return _json(200, {"healthy": True})
 
 
 async def readyz(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
+    if services.stopping:
+        return _json(503, {"ready": False, "reason": "stopping"})
+    if not services.started:
+        return _json(503, _starting(services))
     try:
         await services.store.ping()
     except StoreUnavailableError as error:
@@ -164,6 +187,28 @@ async def metrics(request: web.Request) -> web.Response:
     )
 
 
+def _starting(services: Services) -> dict[str, Any]:
+    lease = services.lease
+    if lease is not None and not lease.held and lease.other is not None:
+        return {
+            "ready": False,
+            "reason": "standby",
+            "detail": "another coordinator holds the round's lease; this one takes over if it dies",
+            "lease": {
+                "role": "standby",
+                "holder": lease.other[0],
+                "token": lease.other[1],
+                "self": lease.holder,
+            },
+        }
+    waiting = services.waiting_for_store
+    return {
+        "ready": False,
+        "reason": "store_unavailable" if waiting else "starting",
+        "detail": f"waiting for the store: {waiting}" if waiting else "restoring the round from the store",
+    }
+
+
 def status_document(services: Services) -> dict[str, Any]:
     state = services.state
     record = state.record
@@ -175,14 +220,27 @@ def status_document(services: Services) -> dict[str, Any]:
         "phase_started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.phase_started_wall)),
         "counts": {phase.value: counter.as_dict() for phase, counter in state.counters.items()},
         "sum_participants": len(state.sum_dict) if state.sum_dict is not None else None,
+        "waiting_for": progress.describe(services.settings, state),
         "rounds_completed": state.rounds_completed,
+        "max_rounds": services.settings.pet.max_rounds,
+        "finished": services.finished,
         "last_round": state.last_round,
         "rounds_failed": state.rounds_failed,
         "last_failure": state.last_failure,
         "model_length": params.model_length,
         "mask_config": str(params.mask_config.vect),
         "probabilities": {"sum": params.sum, "update": params.update},
+        "max_update_count": services.settings.pet.max_update_count,  # effective (capped) value
         "store": services.store.kind,
+        "archive": services.archive.status() if services.archive is not None else None,
+        "lease": None
+        if services.lease is None
+        else {
+            "role": "holder",
+            "holder": services.lease.holder,
+            "token": services.lease.token,
+            "accepting": services.lease.accepting(),  # false while renewals fail: 503s
+        },
         "global_model": None
         if model is None
         else {"round_id": model.round_id, "checksum": f"sha256:{model.checksum}", "size": len(model.body)},
@@ -190,12 +248,63 @@ def status_document(services: Services) -> dict[str, Any]:
 
 
 async def status(request: web.Request) -> web.Response:
-    return _json(200, status_document(request.app[SERVICES]))
+    services = request.app[SERVICES]
+    if not services.started:
+        return _json(503, _starting(services), {"Retry-After": "2"})
+    return _json(200, status_document(services))
+
+
+_ALWAYS_SERVED = frozenset({"/healthz", "/readyz", "/metrics", "/status"})
+BODY_BYTES_PER_SECOND = 64 * 1024  # slowest upload we wait for, on top of `read_timeout`
+
+
+@web.middleware
+async def lifecycle(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Serve the round only once it is restored; refuse messages while stopping or finished;
+    read bodies under a deadline (aiohttp has none) and refuse oversized ones before reading."""
+    services = request.app[SERVICES]
+    if request.path in _ALWAYS_SERVED:
+        return await handler(request)
+    if not services.started:
+        return _json(503, _starting(services), {"Retry-After": "2"})
+    if request.method != "POST":
+        return await handler(request)
+    if services.stopping:
+        verdict = Verdict(Outcome.UNAVAILABLE, "stopping", "the coordinator is stopping; retry shortly")
+        return _message_response(verdict)
+    if services.finished:
+        limit = services.settings.pet.max_rounds
+        services.metrics.messages.labels(services.state.phase.value, "rejected", "rounds_finished").inc()
+        return _message_response(
+            Verdict(
+                Outcome.REJECTED,
+                "rounds_finished",
+                f"all {limit} rounds of this coordinator are complete; it takes no more messages",
+            )
+        )
+    largest = max_message_size(services)
+    length = request.content_length
+    if length is not None and length > largest:
+        response = _json(
+            413, {"error": f"a message has at most {largest} bytes; this one announces {length}"}
+        )
+        response.force_close()
+        return response
+    deadline = services.settings.api.read_timeout + (length or largest) / BODY_BYTES_PER_SECOND
+    try:
+        async with asyncio.timeout(deadline):
+            await request.read()  # cached: the handler's read() returns these bytes
+    except TimeoutError:
+        response = _json(408, {"error": f"the request body did not arrive within {deadline:.0f} s"})
+        response.force_close()
+        return response
+    return await handler(request)
 
 
 def build_app(services: Services, machine: PhaseMachine) -> web.Application:
-    app = web.Application(client_max_size=max_message_size(services))
+    app = web.Application(client_max_size=max_message_size(services), middlewares=[lifecycle])
     app[SERVICES] = services
+    app[PHASE_TASK] = []
     app[MACHINE] = machine
     app.router.add_get("/params", get_params)
     app.router.add_get("/sums", get_sums)

@@ -56,6 +56,19 @@ class CoordinatorMetrics:
         for phase in Phase:
             self.phase.labels(phase.value).set(0)
 
+    def restore(self, totals: dict[str, int], current_round: dict[str, int]) -> None:
+        """Re-seed the counters that must survive a restart from the store's totals.
+
+        Called once at start: Prometheus counters only go up, so they start from the stored
+        totals (earlier rounds) plus what the resumed round has accepted so far.
+        """
+        for result in ("completed", "failed"):
+            self.rounds.labels(result).inc(totals.get(f"rounds_{result}", 0))
+        for phase in (Phase.SUM, Phase.UPDATE, Phase.SUM2):
+            name = f"accepted_{phase.value}"
+            accepted = totals.get(name, 0) + current_round.get(name, 0)
+            self.messages.labels(phase.value, "accepted", "ok").inc(accepted)
+
     def set_phase(self, phase: Phase) -> None:
         for each in Phase:
             self.phase.labels(each.value).set(1 if each is phase else 0)

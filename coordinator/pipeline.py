@@ -3,21 +3,32 @@
 The cryptographic work runs in a small thread pool (libsodium releases the GIL), so the
 event loop keeps serving `/params` polls while large updates are opened. The outcome of a
 body is a `Verdict`; the HTTP layer turns it into a status code (see `app.py`).
+
+Multipart: the answer is the message's, not the chunk's. Chunks are kept in the store (with
+the round: Redis for a durable coordinator, so a restart or the coordinator that takes over
+finds them) until the message's outcome is final; the last chunk is answered with that
+outcome. A 503 keeps them, so a client that re-posts only its last chunk (the wheel, the
+mobile SDK) completes the message. Chunks that are gone (evicted under the byte budget, or a
+memory store that restarted) make the last chunk answer 503 `chunks_missing`: our SDK then
+re-sends the whole message. Every complete message carries the SHA-256 of its payload, so a
+re-sent message that was already accepted is answered `accepted` again (not `duplicate`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
+import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from xaynet.coordinator.state import MESSAGE_PHASES, RoundView
-from xaynet.coordinator.store.base import Phase
+from xaynet.coordinator.store.base import Phase, Store, StoreUnavailableError
 from xaynet.core.eligibility import is_sum_participant, is_update_participant
-from xaynet.core.errors import MultipartError, XaynetError
-from xaynet.core.message.assembler import ChunkAssembler
+from xaynet.core.errors import XaynetError
+from xaynet.core.message.assembler import ChunkAssembler, ChunkGroup, ChunkStatus
 from xaynet.core.message.chunks import ChunkPayload
 from xaynet.core.message.envelope import Message, parse_message
 from xaynet.core.message.header import HEADER_LENGTH, Header, Tag
@@ -50,6 +61,8 @@ class Request:
     phase: Phase
     participant_pk: bytes
     payload: Payload
+    digest: bytes = b""  # SHA-256 of the payload bytes: what makes a re-sent message the same
+    chunks: ChunkGroup | None = None  # a multipart message's chunks, released once it is final
 
 
 class MessageRefusedError(Exception):
@@ -66,8 +79,10 @@ def _rejected(reason: str, detail: str) -> MessageRefusedError:
     return MessageRefusedError(Verdict(Outcome.REJECTED, reason, detail))
 
 
-def open_and_verify(body: bytes, view: RoundView) -> Message:
-    """Runs in a worker thread: sealed box → header → phase → key → signature → payload."""
+def open_and_verify(body: bytes, view: RoundView) -> tuple[Message, bytes]:
+    """Runs in a worker thread: sealed box → header → phase → key → signature → payload.
+
+    Returns the message and the SHA-256 of its payload bytes (a chunk's: of the chunk)."""
     record = view.record
     try:
         plain = record.keys.open(body)
@@ -81,7 +96,7 @@ def open_and_verify(body: bytes, view: RoundView) -> Message:
             f"a {header.tag.name.lower()} message arrived during the {record.phase.value} phase",
         )
     try:
-        return parse_message(plain, record.params.pk)
+        return parse_message(plain, record.params.pk), hashlib.sha256(plain[HEADER_LENGTH:]).digest()
     except XaynetError as error:
         raise _invalid(error) from None
 
@@ -109,15 +124,13 @@ def check_eligibility(message_pk: bytes, payload: Payload, view: RoundView) -> N
 
 class MessagePipeline:
     def __init__(self, assembler: ChunkAssembler, workers: int = 2) -> None:
-        self.assembler = assembler
+        self.assembler = assembler  # the limits of the multipart buffer (the chunks are in the store)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="xaynet-open")
-        self._assembler_epoch = -1
-        self._last_expiry = 0.0
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def prepare(self, body: bytes, view: RoundView) -> Request | Verdict:
+    async def prepare(self, body: bytes, view: RoundView, store: Store) -> Request | Verdict:
         """Everything before the phase handler; returns a request, or the verdict that ends it."""
         if view.record.phase not in MESSAGE_PHASES:
             if len(body) < HEADER_LENGTH:
@@ -128,46 +141,61 @@ class MessagePipeline:
                 f"no messages are taken during the {view.record.phase.value} phase",
             )
         loop = asyncio.get_running_loop()
+        group = None
         try:
-            message = await loop.run_in_executor(self._executor, open_and_verify, body, view)
+            message, digest = await loop.run_in_executor(self._executor, open_and_verify, body, view)
             payload = message.payload
             if isinstance(payload, ChunkPayload):
-                assembled = self._buffer(message, payload, view)
-                if assembled is None:
-                    return Verdict(
-                        Outcome.BUFFERED,
-                        "chunk_buffered",
-                        f"chunk {payload.chunk_id} of message {payload.message_id} buffered",
-                    )
-                payload = assembled
+                group = ChunkGroup(message.tag, message.participant_pk, payload.message_id)
+                assembled = await self._buffer(store, group, payload)
+                if isinstance(assembled, Verdict):
+                    return assembled
+                digest = hashlib.sha256(assembled).digest()
+                try:
+                    payload = parse_payload(message.tag, assembled)
+                except XaynetError as error:
+                    raise _invalid(error) from None
             check_eligibility(message.participant_pk, payload, view)
         except MessageRefusedError as rejection:
+            if group is not None:  # a complete message with a final outcome: its chunks go
+                await self.release(store, group, accepted=False)
             return rejection.verdict
-        return Request(view, view.record.phase, message.participant_pk, payload)
+        except StoreUnavailableError as error:
+            return Verdict(Outcome.UNAVAILABLE, "store_unavailable", str(error))
+        return Request(view, view.record.phase, message.participant_pk, payload, digest, group)
 
-    def _buffer(self, message: Message, chunk: ChunkPayload, view: RoundView) -> Payload | None:
-        if self._assembler_epoch != view.epoch:
-            self.assembler.clear()  # partial messages never outlive their phase
-            self._assembler_epoch = view.epoch
-        now = time.monotonic()
-        if now - self._last_expiry > 1.0:
-            self.assembler.expire(now)
-            self._last_expiry = now
-        try:
-            done = self.assembler.add(
-                message.participant_pk, message.header.coordinator_pk, message.tag, chunk, now
-            )
-        except MultipartError as error:
-            raise _invalid(error) from None
-        if done is None:
-            return None
-        try:
-            return parse_payload(done.tag, done.payload)
-        except XaynetError as error:
-            raise _invalid(error) from None
+    async def _buffer(self, store: Store, group: ChunkGroup, chunk: ChunkPayload) -> bytes | Verdict:
+        put = await store.put_chunk(group, chunk, self.assembler.limits, time.time())
+        match put.status:
+            case ChunkStatus.COMPLETE:
+                return put.payload
+            case ChunkStatus.BUFFERED:
+                return Verdict(
+                    Outcome.BUFFERED,
+                    "chunk_buffered",
+                    f"chunk {chunk.chunk_id} of message {chunk.message_id} buffered",
+                )
+            case ChunkStatus.DONE:
+                return Verdict(Outcome.ACCEPTED, "already_accepted", "this message was already accepted")
+            case ChunkStatus.MISSING:
+                return Verdict(
+                    Outcome.UNAVAILABLE,
+                    "chunks_missing",
+                    f"{put.detail} (evicted or lost): send the whole message again",
+                )
+            case ChunkStatus.FULL:
+                return Verdict(Outcome.UNAVAILABLE, "multipart_capacity", put.detail)
+            case _:
+                return Verdict(Outcome.INVALID, "multipart", put.detail)
+
+    @staticmethod
+    async def release(store: Store, group: ChunkGroup, accepted: bool) -> None:
+        """The message's outcome is final: drop its chunks (best effort: they go with the round)."""
+        with contextlib.suppress(StoreUnavailableError):
+            await store.release_chunks(group, accepted)
 
     def reset(self) -> None:
-        self.assembler.clear()
+        """Nothing to do: chunks live in the store and are cleared with the round's data."""
 
 
 __all__ = ["MessagePipeline", "Outcome", "Request", "Verdict"]

@@ -6,25 +6,45 @@ The file format is XayNet v0.11.0's (SETTINGS.md): `[api]`, `[pet]`, `[mask]`, `
 What differs from the original, on purpose:
 
 * `[redis]` is optional: without it the coordinator keeps its state in memory.
-* Sections we do not implement (`[metrics.influxdb]`, `[s3]`) are accepted and reported.
-* Inconsistent values are refused at start with a message naming the keys, including
-  the original's silent traps (`max_update_count` above what the model type can aggregate).
-* Our additions live in their own keys: `[redis] namespace`, `[model_export] directory`,
-  `[multipart]` limits.
+* Every key of v0.11.0 is known; the ones we do not implement (`[metrics.influxdb]`,
+  `api.tls_client_auth`, ...) are accepted and reported. A key or section nobody defines is a
+  typo and stops the start with a "did you mean" (the original ignored it silently).
+* The original's files start unchanged (`load_settings` adapts them, one note per difference):
+  `max_update_count` above what the model type can aggregate is capped to it, and the
+  `tls_*` paths do nothing unless `[api] tls = true` (the original's images ignored them).
+  Settings built directly (the operator's) get no such leniency: they are refused.
+* Other inconsistent values are refused at start with a message naming the keys.
+* Our additions live in their own keys: `[api] tls`, `[redis] namespace`,
+  `[model_export] directory`, `[multipart]` limits, `[log] format`.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
+import ssl
 import tomllib
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from xaynet.core.mask.config import MaskConfig, MaskConfigPair
+from xaynet.core.errors import InvalidMaskConfigError
+from xaynet.core.mask.config import BoundType, DataType, GroupType, MaskConfig, MaskConfigPair, ModelType
+from xaynet.core.s3 import check_bucket_name, parse_region
 
 ENV_PREFIX = "XAYNET_"
 MIN_SUM_COUNT = 1
@@ -36,14 +56,42 @@ class SettingsError(Exception):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
+    # A key no section defines is a typo: refused (with a "did you mean", see `_explain`).
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ApiSettings(_Section):
     bind_address: str = "127.0.0.1:8081"
+    tls: bool = False  # ours: the original's tls_* lines alone must not switch HTTPS on
     tls_certificate: Path | None = None
     tls_key: Path | None = None
     tls_client_auth: Path | None = None
+    # Ours: a connection has this long to send a request's headers (also the idle keep-alive
+    # time); a body gets this long plus 1 s per 64 KiB. Slow or stuck clients are cut off.
+    read_timeout: float = Field(30, gt=0)
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> ApiSettings:
+        if not self.tls:
+            if self.tls_certificate is not None or self.tls_key is not None:
+                raise ValueError("api.tls_certificate/tls_key are set but api.tls is not: set api.tls = true")
+            return self
+        certificate, key = self.tls_certificate, self.tls_key
+        for name, path in (("api.tls_certificate", certificate), ("api.tls_key", key)):
+            if path is None:
+                raise ValueError(f"api.tls = true needs {name} (a PEM file)")
+            if not path.is_file():
+                raise ValueError(f"{name}: {path} does not exist or is not a file")
+        assert certificate is not None  # checked just above
+        assert key is not None
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certificate, key)
+        except (ssl.SSLError, OSError) as error:
+            raise ValueError(
+                f"api.tls_certificate {self.tls_certificate} and api.tls_key {self.tls_key} do not "
+                f"form a certificate and its private key ({getattr(error, 'reason', None) or error})"
+            ) from None
+        return self
 
     @field_validator("bind_address")
     @classmethod
@@ -81,6 +129,18 @@ class PetSettings(_Section):
     max_sum2_time: float = Field(3600, ge=0)
     sum: float = 0.5
     update: float = 0.9
+    # Ours: stop after this many global models (0 = never). The count is kept in the store,
+    # so a restarted coordinator does not run extra rounds (the operator's `rounds: N`).
+    max_rounds: int = Field(0, ge=0)
+
+
+# The names as the config files spell them (the enums' own names are upper case).
+MASK_SPELLINGS: dict[str, tuple[type[Any], tuple[str, ...]]] = {
+    "group_type": (GroupType, ("Integer", "Prime", "Power2")),
+    "data_type": (DataType, ("F32", "F64", "I32", "I64")),
+    "bound_type": (BoundType, ("B0", "B2", "B4", "B6", "Bmax")),
+    "model_type": (ModelType, ("M3", "M6", "M9", "M12")),
+}
 
 
 class MaskSettings(_Section):
@@ -88,6 +148,19 @@ class MaskSettings(_Section):
     data_type: str = "F32"
     bound_type: str = "B0"
     model_type: str = "M3"
+
+    @field_validator("group_type", "data_type", "bound_type", "model_type")
+    @classmethod
+    def _spelled_as_in_the_file(cls, value: str, info: Any) -> str:
+        kind, spellings = MASK_SPELLINGS[info.field_name]
+        try:
+            kind.from_name(value)
+        except InvalidMaskConfigError:
+            choices = ", ".join(f'"{name}"' for name in spellings)
+            guess = difflib.get_close_matches(value, spellings, n=1, cutoff=0.5)
+            hint = f'; did you mean "{guess[0]}"?' if guess else ""
+            raise ValueError(f"{value!r} is not one of {choices}{hint}") from None
+        return value
 
     @property
     def config(self) -> MaskConfig:
@@ -106,6 +179,9 @@ class LogSettings(_Section):
 class RedisSettings(_Section):
     url: str
     namespace: str = Field("default", pattern=r"^[A-Za-z0-9._-]{1,128}$")
+    # One active coordinator per namespace (coordinator/store/lease.py): a standby takes
+    # over within about this time after the active one dies.
+    lease_ttl_seconds: float = Field(6.0, ge=1, le=300)
 
     @field_validator("url")
     @classmethod
@@ -117,6 +193,41 @@ class RedisSettings(_Section):
 
 class RestoreSettings(_Section):
     enable: bool = True
+
+
+class InfluxDbSettings(_Section):
+    """The original's metrics sink; accepted and reported, we serve GET /metrics instead."""
+
+    url: str | None = None
+    db: str | None = None
+
+
+class MetricsSettings(_Section):
+    influxdb: InfluxDbSettings | None = None
+
+
+class S3BucketSettings(_Section):
+    global_models: str = "global-models"
+
+    @field_validator("global_models")
+    @classmethod
+    def _bucket_name(cls, value: str) -> str:
+        return check_bucket_name(value)
+
+
+class S3Settings(_Section):
+    """The original's model archive keys (v0.11.0 `[s3]`), used by coordinator/archive.py."""
+
+    access_key: str | None = None
+    secret_access_key: str | None = None
+    region: list[str] | str | None = None  # ["name", "endpoint"]; from the env "name endpoint"
+    buckets: S3BucketSettings = S3BucketSettings()
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: list[str] | str | None) -> list[str] | str | None:
+        parse_region(value)  # raises ValueError naming the expected forms
+        return value
 
 
 class ModelExportSettings(_Section):
@@ -133,7 +244,7 @@ class MultipartSettings(_Section):
 class Settings(BaseModel):
     """All coordinator settings, validated."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     api: ApiSettings = ApiSettings()
     pet: PetSettings = PetSettings()
@@ -144,8 +255,9 @@ class Settings(BaseModel):
     restore: RestoreSettings = RestoreSettings()
     model_export: ModelExportSettings = ModelExportSettings()
     multipart: MultipartSettings = MultipartSettings()
-    metrics: dict[str, Any] | None = None
-    s3: dict[str, Any] | None = None
+    metrics: MetricsSettings | None = None
+    s3: S3Settings | None = None
+    _adaptations: list[str] = PrivateAttr(default_factory=list)
 
     @field_validator("mask")
     @classmethod
@@ -169,20 +281,19 @@ class Settings(BaseModel):
         found = []
         if self.metrics:
             found.append("[metrics] (use GET /metrics, Prometheus format)")
-        if self.s3:
-            found.append("[s3] (global models are written to [model_export] directory)")
         if self.api.tls_client_auth:
             found.append("api.tls_client_auth (mutual TLS; the original never enabled it either)")
         return found
 
-    def unknown_keys(self) -> list[str]:
-        """Keys present in the file that no section defines (typos, usually)."""
-        unknown = [f"{k}" for k in (self.model_extra or {})]
-        for name in ("api", "pet", "mask", "model", "log", "redis", "restore", "model_export", "multipart"):
-            section = getattr(self, name)
-            if isinstance(section, BaseModel):
-                unknown += [f"{name}.{k}" for k in (section.model_extra or {})]
-        return sorted(unknown)
+    def adaptations(self) -> list[str]:
+        """What `load_settings` changed to let an original v0.11.0 file start (one per difference)."""
+        return list(self._adaptations)
+
+    def warnings(self) -> list[str]:
+        """Everything worth one warning at start: adaptations, then unimplemented sections."""
+        return self.adaptations() + [
+            f"settings accepted but not implemented: {section}" for section in self.unimplemented_sections()
+        ]
 
 
 def _inconsistencies(pet: PetSettings, mask: MaskConfig) -> list[str]:
@@ -230,15 +341,22 @@ def _inconsistencies(pet: PetSettings, mask: MaskConfig) -> list[str]:
     return problems
 
 
+def _environment_paths(environ: Mapping[str, str]) -> dict[tuple[str, ...], str]:
+    """The settings path each `XAYNET_SECTION__KEY` (or `XAYNET__SECTION__KEY`) variable names."""
+    paths: dict[tuple[str, ...], str] = {}
+    for name in environ:
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        path = tuple(name[len(ENV_PREFIX) :].lower().lstrip("_").split("__"))
+        if len(path) >= 2 and all(path):  # XAYNET_CLIENT, the wheel's log filter, is not a key
+            paths[path] = name
+    return paths
+
+
 def environment_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """`XAYNET_SECTION__KEY=value` (and `XAYNET__SECTION__KEY`) as a nested dict."""
     tree: dict[str, Any] = {}
-    for name, value in environ.items():
-        if not name.upper().startswith(ENV_PREFIX):
-            continue
-        path = name[len(ENV_PREFIX) :].lower().lstrip("_").split("__")
-        if len(path) < 2 or not all(path):
-            continue  # e.g. XAYNET_CLIENT, the wheel's log filter: not a settings key
+    for path, name in _environment_paths(environ).items():
         node = tree
         for part in path[:-1]:
             child = node.setdefault(part, {})
@@ -246,7 +364,7 @@ def environment_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
                 break
             node = child
         else:
-            node[path[-1]] = value
+            node[path[-1]] = environ[name]
     return tree
 
 
@@ -260,27 +378,115 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def load_settings(path: Path | str | None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Read a TOML file (or nothing), apply environment overrides, validate."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            data = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise SettingsError(f"settings file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise SettingsError(f"settings file {path} is not valid TOML: {exc}") from None
-    data = _merge(data, environment_overrides(os.environ if environ is None else environ))
+def _read(path: Path) -> dict[str, Any]:
     try:
-        return Settings.model_validate(data)
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SettingsError(f"settings file {path} does not exist") from None
+    except IsADirectoryError:
+        inside = path / "config.toml"
+        hint = f"; did you mean -c {inside}?" if inside.is_file() else ": pass the config.toml file itself"
+        raise SettingsError(f"{path} is a directory, not a settings file{hint}") from None
+    except PermissionError:
+        raise SettingsError(f"settings file {path} is not readable (permission denied)") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"settings file {path} is not a text (TOML) file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"settings file {path} is not valid TOML: {exc}") from None
+
+
+def _as_bool(value: Any) -> bool | None:
+    try:
+        return TypeAdapter(bool).validate_python(value)
+    except ValidationError:
+        return None  # validation will name it
+
+
+def _adapt_original(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Let a v0.11.0 file start unchanged: change what the original did in effect, say so."""
+    notes: list[str] = []
+    api = data.get("api")
+    if isinstance(api, dict) and not _as_bool(api.get("tls", False)):
+        ignored = [key for key in ("tls_certificate", "tls_key") if api.get(key) is not None]
+        if ignored:
+            paths = ", ".join(f"api.{key} = {api[key]}" for key in ignored)
+            notes.append(
+                f"{paths} ignored: HTTPS is off, as in the original's published images; to serve "
+                "HTTPS set [api] tls = true (or XAYNET_API__TLS=true)"
+            )
+            data = {**data, "api": {k: v for k, v in api.items() if k not in ignored}}
+    pet, mask = data.get("pet"), data.get("mask", {})
+    if isinstance(pet, dict) and "max_update_count" in pet and isinstance(mask, dict):
+        try:
+            config = MaskSettings.model_validate(mask).config
+            requested = int(pet["max_update_count"])
+        except (ValidationError, ValueError, TypeError):
+            return data, notes  # validation names the problem
+        if requested > config.max_models:
+            notes.append(
+                f"pet.max_update_count = {requested} is more than mask.model_type "
+                f"{config.model_type.name} can aggregate: capped to {config.max_models} (the "
+                "original refused the updates past it)"
+            )
+            data = {**data, "pet": {**pet, "max_update_count": config.max_models}}
+    return data, notes
+
+
+def load_settings(path: Path | str | None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read a TOML file (or nothing), apply environment overrides, adapt an original file, validate."""
+    environ = os.environ if environ is None else environ
+    data = _read(Path(path)) if path is not None else {}
+    data = _merge(data, environment_overrides(environ))
+    data, notes = _adapt_original(data)
+    try:
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise SettingsError(_explain(exc, path)) from None
+        raise SettingsError(_explain(exc, path, _environment_paths(environ))) from None
+    settings._adaptations.extend(notes)
+    return settings
 
 
-def _explain(exc: ValidationError, path: Path | str | None) -> str:
-    lines = [f"invalid settings{f' in {path}' if path else ''}:"]
+def _fields_at(loc: tuple[str | int, ...]) -> list[str]:
+    """The keys the settings model defines at `loc` (a section path), for "did you mean"."""
+    model: Any = Settings
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            return []
+        annotation = field.annotation
+        if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+            annotation = next((a for a in typing.get_args(annotation) if a is not type(None)), None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def _unknown(loc: tuple[str | int, ...]) -> str:
+    *section, key = (str(part) for part in loc)
+    known = _fields_at(tuple(section))
+    guess = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if not section:
+        hint = f"; did you mean [{guess[0]}]?" if guess else f"; sections: {', '.join(known)}"
+        return f"unknown section [{key}]{hint}"
+    where = ".".join(section)
+    hint = f"; did you mean {where}.{guess[0]}?" if guess else f"; [{where}] has {', '.join(known)}"
+    return f"unknown key {where}.{key}{hint}"
+
+
+def _explain(exc: ValidationError, path: Path | str | None, from_env: Mapping[tuple[str, ...], str]) -> str:
+    problems = []
     for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"]) or "(top level)"
-        message = error["msg"].removeprefix("Value error, ")
-        lines.append(f"  {where}: {message}" if where != "(top level)" else f"  {message}")
-    return "\n".join(lines)
+        loc = tuple(error["loc"])
+        variable = from_env.get(tuple(str(part) for part in loc))
+        origin = f" (from the environment variable {variable})" if variable else ""
+        if error["type"] == "extra_forbidden":
+            problems.append(_unknown(loc) + origin)
+            continue
+        where = ".".join(str(p) for p in loc)
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"{where}{origin}: {message}" if where else message)
+    source = f"{path}: " if path else ""
+    if len(problems) == 1:
+        return f"{source}{problems[0]}"
+    return "\n".join([f"{source}{len(problems)} problems:", *(f"  {p}" for p in problems)])

@@ -65,6 +65,10 @@ class RoundState:
     last_round: dict[str, object] | None = None
     rounds_completed: int = 0
     rounds_failed: int = 0
+    # what the phase saw of its participants (the failed-draw rule, `progress.py`)
+    last_progress: float = field(default_factory=time.monotonic)
+    input_fetches: int = 0
+    params_fetches: int = 0
     last_failure: str | None = None
     params_body: bytes = b""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -92,6 +96,9 @@ class RoundState:
         self.epoch += 1
         self.phase_started = now
         self.phase_started_wall = time.time()
+        self.last_progress = now
+        self.input_fetches = 0
+        self.params_fetches = 0
         if record.phase is Phase.SUM:  # a new round: every phase starts from zero
             self.counters = {p: PhaseCounters() for p in MESSAGE_PHASES}
         if record.phase in MESSAGE_PHASES:
@@ -105,4 +112,21 @@ class RoundState:
     def note_accepted(self, phase: Phase, pk: bytes) -> None:
         self.counters[phase].accepted += 1
         self.accepted_pks.add(pk)
+        self.last_progress = time.monotonic()
         self.changed.set()
+
+    def note_params_fetch(self) -> None:
+        """Someone asked for this round; the first ask starts the failed-draw rule's clock."""
+        if self.params_fetches == 0:
+            self.last_progress = time.monotonic()
+        self.params_fetches += 1
+
+    def note_input_fetch(self) -> None:
+        """A participant fetched what the current phase needs (`/sums` in Update): it is busy."""
+        self.input_fetches += 1
+        self.last_progress = time.monotonic()
+        self.changed.set()
+
+    def round_counts(self) -> dict[str, int]:
+        """Accepted messages of this round per phase (what `add_round_totals` adds up)."""
+        return {f"accepted_{phase.value}": self.accepted(phase) for phase in MESSAGE_PHASES}

@@ -1,165 +1,116 @@
-"""kopf handlers for FederatedRound: thin, each delegating to one module.
+"""kopf handlers for FederatedRound: every trigger calls the one reconcile (reconcile.py).
 
-create/resume → validate, then provision the children; update → roll out safe spec changes,
-refuse unsafe ones with a condition; daemon → follow the coordinator (follow.py); delete →
-remove the round's data from an external Redis (the finalizer); validate → admission.
+- a watch event of a round (created, edited, its status or children's owner touched, and the
+  initial listing after a restart) → reconcile it now;
+- a resync loop → reconcile every known round every `XAYNET_OPERATOR_POLL_SECONDS` (follows the
+  coordinator, retries what failed: level-triggered, nothing depends on seeing an event);
+- delete → remove the round's data from an external Redis. Only such rounds carry the
+  finalizer: kopf daemons and timers would put one on every round, and a Managed round whose
+  operator is uninstalled must not hang in Terminating, so the periodic part is a plain task.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
-from typing import Any
+from typing import Any, ClassVar
 
+import aiohttp
 import kopf
 
 from xaynet.coordinator.store.base import StoreUnavailableError
+from xaynet.coordinator.store.lease import LeaseKeeper
 from xaynet.coordinator.store.redis_store import RedisStore
 from xaynet.operator import kube
-from xaynet.operator.children.common import GROUP, PLURAL, VERSION, redis_namespace
-from xaynet.operator.follow import follow
-from xaynet.operator.provision import provision
-from xaynet.operator.spec import UNSAFE_FIELDS, FederatedRoundSpec, InvalidSpecError, parse_spec
-from xaynet.operator.status import set_condition
+from xaynet.operator.children.common import GROUP, PLURAL, VERSION, coordinator_name, redis_namespace
+from xaynet.operator.finalizer import FINALIZER, applied_redis, needs_finalizer
+from xaynet.operator.reconcile import reconcile
 
 RETRY_SECONDS = float(os.environ.get("XAYNET_OPERATOR_RETRY_SECONDS", "10"))
+POLL_SECONDS = float(os.environ.get("XAYNET_OPERATOR_POLL_SECONDS", "5"))
+
+logger = logging.getLogger("xaynet.operator")
+
+
+class _Loop:
+    """The resync task and the HTTP session to the coordinators, for the operator's lifetime."""
+
+    rounds: ClassVar[set[tuple[str, str]]] = set()
+    session: ClassVar[aiohttp.ClientSession | None] = None
+    task: ClassVar[asyncio.Task[None] | None] = None
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    settings.persistence.finalizer = "xaynet.dev/cleanup"
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="xaynet.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="xaynet.dev", key="last-handled"
     )
-    settings.posting.level = 20  # INFO and above become Kubernetes events
+    settings.posting.level = logging.INFO
+    settings.posting.loggers = True  # the finalizer's log lines become the round's events
     settings.watching.server_timeout = 300
+    # No watching of namespaces and CRDs: `-n` namespaces are taken as given, and the operator
+    # needs no cluster-wide permission in namespaced mode (a CRD added later needs a restart).
+    settings.scanning.disabled = True
     kube.load_config()
+    _Loop.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+    _Loop.task = asyncio.create_task(_resync(), name="xaynet-resync")
 
 
-async def _invalid(body: kopf.Body, problems: list[str]) -> None:
-    conditions = set_condition(
-        (body.get("status") or {}).get("conditions"),
-        "Failed",
-        True,
-        "InvalidSpec",
-        "; ".join(problems),
-        body["metadata"].get("generation"),
-    )
-    await kube.patch_status(
-        body["metadata"]["namespace"], body["metadata"]["name"], {"phase": "Failed", "conditions": conditions}
-    )
-    kopf.warn(body, reason="InvalidSpec", message="; ".join(problems))
+@kopf.on.cleanup()
+async def stop(**_: Any) -> None:
+    if _Loop.task is not None:
+        _Loop.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await _Loop.task
+    if _Loop.session is not None:
+        await _Loop.session.close()
 
 
-async def _parse_or_fail(body: kopf.Body) -> FederatedRoundSpec:
-    try:
-        return parse_spec(dict(body.get("spec") or {}))
-    except InvalidSpecError as error:
-        await _invalid(body, error.problems)
-        raise kopf.PermanentError(f"invalid spec: {error}") from None
-
-
-async def _provisioned(body: kopf.Body, spec: FederatedRoundSpec, logger: kopf.Logger) -> None:
-    status = body.get("status") or {}
-    generation = body["metadata"].get("generation")
-    conditions = status.get("conditions")
-    if status.get("phase") not in ("Running", "Succeeded"):
-        await kube.patch_status(
-            body["metadata"]["namespace"], body["metadata"]["name"], {"phase": "Provisioning"}
+async def _resync() -> None:
+    while True:
+        await asyncio.sleep(POLL_SECONDS)
+        assert _Loop.session is not None
+        session = _Loop.session
+        await asyncio.gather(
+            *(reconcile(ns, name, "resync", session) for ns, name in sorted(_Loop.rounds)),
+            return_exceptions=True,  # reconcile logged, counted and posted each failure
         )
-    await provision(body, spec, logger)
-    redis_message = (
-        "managed Redis provisioned" if spec.redis.mode == "Managed" else f"external Redis {spec.redis.url}"
-    )
-    conditions = set_condition(conditions, "RedisReady", True, spec.redis.mode, redis_message, generation)
-    conditions = set_condition(conditions, "Failed", False, "SpecValid", "the spec is valid", generation)
-    if spec.suspend:
-        conditions = set_condition(
-            conditions,
-            "Suspended",
-            True,
-            "Suspended",
-            "spec.suspend: the coordinator is scaled to 0",
-            generation,
-        )
-    else:
-        conditions = set_condition(conditions, "Suspended", False, "Running", "not suspended", generation)
-    phase = status.get("phase") if status.get("phase") in ("Running", "Succeeded") else "Provisioning"
-    await kube.patch_status(
-        body["metadata"]["namespace"],
-        body["metadata"]["name"],
-        {
-            "phase": phase,
-            "conditions": conditions,
-            "appliedSpec": dict(body.get("spec") or {}),
-            "observedGeneration": generation,
-        },
-    )
 
 
-@kopf.on.create(GROUP, VERSION, PLURAL, backoff=RETRY_SECONDS)
-@kopf.on.resume(GROUP, VERSION, PLURAL, backoff=RETRY_SECONDS)
-async def create(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-    spec = await _parse_or_fail(body)
-    await _provisioned(body, spec, logger)
-
-
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec", backoff=RETRY_SECONDS)
-async def update(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-    spec = await _parse_or_fail(body)
-    status = body.get("status") or {}
-    applied = status.get("appliedSpec") or {}
-    new = dict(body.get("spec") or {})
-    changed = [
-        f"spec.{field}"
-        for field in UNSAFE_FIELDS
-        if applied and _normal(applied.get(field)) != _normal(new.get(field))
-    ]
-    generation = body["metadata"].get("generation")
-    if changed:
-        message = (
-            f"{', '.join(changed)} cannot change while the round exists (its coordinator state depends on "
-            "them); create a new FederatedRound instead"
-        )
-        conditions = set_condition(
-            status.get("conditions"), "SpecChangeRefused", True, "UnsafeChange", message, generation
-        )
-        await kube.patch_status(
-            body["metadata"]["namespace"], body["metadata"]["name"], {"conditions": conditions}
-        )
-        kopf.warn(body, reason="SpecChangeRefused", message=message)
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def trigger(event: kopf.RawEvent, namespace: str | None, name: str, **_: Any) -> None:
+    if namespace is None:
         return
-    await _provisioned(body, spec, logger)
-    conditions = set_condition(
-        (body.get("status") or {}).get("conditions"),
-        "SpecChangeRefused",
-        False,
-        "Applied",
-        "the latest spec is rolled out",
-        generation,
-    )
-    await kube.patch_status(
-        body["metadata"]["namespace"], body["metadata"]["name"], {"conditions": conditions}
-    )
+    if event.get("type") == "DELETED":
+        _Loop.rounds.discard((namespace, name))
+        return
+    _Loop.rounds.add((namespace, name))
+    assert _Loop.session is not None
+    with contextlib.suppress(Exception):  # logged and counted; the resync retries
+        await reconcile(namespace, name, "event", _Loop.session)
 
 
-def _normal(value: Any) -> Any:
-    """Treat an absent section like its defaults: {} and None compare equal."""
-    return value or None
+def _scaled_to_zero(deployment: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": deployment},
+        "spec": {"replicas": 0},
+    }
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10, initial_delay=1)
-async def follow_coordinator(
-    body: kopf.Body, logger: kopf.Logger, stopped: kopf.DaemonStopped, **_: Any
-) -> None:
-    await follow(body, logger, stopped)
+def needs_cleanup(body: kopf.Body, **_: Any) -> bool:
+    return needs_finalizer(body)
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL, backoff=RETRY_SECONDS)
+@kopf.on.delete(GROUP, VERSION, PLURAL, backoff=RETRY_SECONDS, when=needs_cleanup)
 async def cleanup(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     """Remove the round's keys from an external Redis; managed children go with their owner."""
-    spec = body.get("spec") or {}
-    redis = spec.get("redis") or {}
+    redis = applied_redis(body)
     if redis.get("mode") != "External" or not redis.get("url"):
         return
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
@@ -175,29 +126,24 @@ async def cleanup(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
 
     store = RedisStore(url, redis_namespace(namespace, name))
     try:
+        # the store refuses writes from anyone but its lease holder (fencing): take the lease
+        # like a coordinator would, once the round's coordinator has stopped and let it go
+        keeper = LeaseKeeper(store, ttl_seconds=30, holder=f"xaynet-operator-cleanup:{name}")
+        if not await keeper.try_acquire():
+            await kube.ensure(namespace, _scaled_to_zero(coordinator_name(name)))
+            raise kopf.TemporaryError(
+                "the round's coordinator still holds its lease in the external Redis: scaled it to 0, "
+                "removing the round's keys once the lease is free",
+                delay=RETRY_SECONDS,
+            )
         await store.wipe()
     except StoreUnavailableError as error:
         raise kopf.TemporaryError(
-            f"cannot remove the round's data from Redis: {error}", delay=RETRY_SECONDS
+            f"cannot remove the round's data from the external Redis ({error}); the round stays in "
+            f"Terminating until Redis answers. To give up on the data: kubectl patch round {name} "
+            '--type=merge -p \'{"metadata":{"finalizers":null}}\'',
+            delay=RETRY_SECONDS,
         ) from None
     finally:
         await store.close()
     logger.info(f"removed the round's keys ({redis_namespace(namespace, name)}) from the external Redis")
-
-
-def admission(spec: kopf.Spec, **_: Any) -> None:
-    """Refuse invalid rounds at `kubectl apply` (when the admission webhook is enabled)."""
-    try:
-        parse_spec(dict(spec))
-    except InvalidSpecError as error:
-        raise kopf.AdmissionError(str(error), code=422) from None
-
-
-def enable_admission(port: int) -> None:
-    """Serve `admission` as a validating webhook (kopf self-signs and registers it)."""
-    kopf.on.validate(GROUP, VERSION, PLURAL, id="validate-federatedround")(admission)
-
-    @kopf.on.startup()
-    def webhook(settings: kopf.OperatorSettings, **_: Any) -> None:
-        settings.admission.server = kopf.WebhookServer(addr="0.0.0.0", port=port)
-        settings.admission.managed = "federatedrounds.xaynet.dev"

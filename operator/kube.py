@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import os
 from typing import Any
 
@@ -22,6 +23,8 @@ _KINDS = {
     "Service": ("CoreV1Api", "service"),
     "Secret": ("CoreV1Api", "secret"),
     "Deployment": ("AppsV1Api", "deployment"),
+    "PersistentVolumeClaim": ("CoreV1Api", "persistent_volume_claim"),
+    "NetworkPolicy": ("NetworkingV1Api", "network_policy"),
 }
 
 
@@ -39,6 +42,8 @@ def _api(kind: str) -> tuple[Any, str]:
 
 
 def _differs(desired: Any, actual: Any) -> bool:
+    if actual is None and desired in ([], {}):
+        return False  # the API server omits empty lists and objects (omitempty)
     if isinstance(desired, dict):
         return not isinstance(actual, dict) or any(_differs(v, actual.get(k)) for k, v in desired.items())
     if isinstance(desired, list):
@@ -50,29 +55,77 @@ def _differs(desired: Any, actual: Any) -> bool:
     return bool(desired != actual)
 
 
-def _ensure(namespace: str, body: dict[str, Any], update: bool) -> str:
+def _ensure(namespace: str, body: dict[str, Any], update: bool) -> tuple[str, dict[str, Any]]:
     api, suffix = _api(body["kind"])
     name = body["metadata"]["name"]
+    serialize = api.api_client.sanitize_for_serialization
     try:
         current = getattr(api, f"read_namespaced_{suffix}")(name, namespace)
     except ApiException as error:
         if error.status != 404:
             raise
-        getattr(api, f"create_namespaced_{suffix}")(namespace, body)
-        return "created"
+        return "created", serialize(getattr(api, f"create_namespaced_{suffix}")(namespace, body))
+    actual: dict[str, Any] = serialize(current)
     if not update:
-        return "kept"
-    actual = api.api_client.sanitize_for_serialization(current)
+        return "kept", actual
     desired = {k: v for k, v in body.items() if k in ("metadata", "spec", "data", "binaryData")}
     if not _differs(desired, actual):
-        return "unchanged"
-    getattr(api, f"patch_namespaced_{suffix}")(name, namespace, body)
-    return "updated"
+        return "unchanged", actual
+    return "updated", serialize(getattr(api, f"patch_namespaced_{suffix}")(name, namespace, body))
 
 
-async def ensure(namespace: str, body: dict[str, Any], update: bool = True) -> str:
-    """Create the object if absent, else patch it where it differs; say which happened."""
+async def ensure(namespace: str, body: dict[str, Any], update: bool = True) -> tuple[str, dict[str, Any]]:
+    """Create the object if absent, else patch it where it differs; say which happened, and
+    return the object as the API server has it now (its `status` included)."""
     return await asyncio.to_thread(_ensure, namespace, body, update)
+
+
+async def read_round(namespace: str, name: str) -> dict[str, Any] | None:
+    """The round as the API server has it now (None once it is gone)."""
+
+    def read() -> dict[str, Any] | None:
+        try:
+            found: Any = kubernetes.client.CustomObjectsApi().get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return dict(found)
+
+    return await asyncio.to_thread(read)
+
+
+async def post_event(involved: dict[str, Any], kind: str, reason: str, message: str) -> None:
+    """A Kubernetes Event about `involved` (what `kubectl describe` lists under Events)."""
+    meta = involved["metadata"]
+    stamp = datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    event: Any = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": involved.get("apiVersion", f"{GROUP}/{VERSION}"),
+            "kind": involved.get("kind", "FederatedRound"),
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid"),
+        },
+        "type": kind,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": "xaynet-operator"},
+        "reportingComponent": "xaynet.dev/operator",
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
+
+    def create() -> None:
+        kubernetes.client.CoreV1Api().create_namespaced_event(meta["namespace"], event)
+
+    await asyncio.to_thread(create)
 
 
 async def read_secret_value(namespace: str, name: str, key: str) -> str | None:
@@ -107,13 +160,12 @@ async def delete_round(namespace: str, name: str) -> None:
     await asyncio.to_thread(delete)
 
 
-async def has_crd(name: str) -> bool:
+async def serves_group(group: str) -> bool:
+    """Whether the API server serves `group` (discovery: needs no RBAC rule, unlike reading CRDs)."""
+
     def read() -> bool:
-        try:
-            kubernetes.client.ApiextensionsV1Api().read_custom_resource_definition(name)
-        except ApiException:
-            return False
-        return True
+        groups = kubernetes.client.ApisApi().get_api_versions().groups or []
+        return any(found.name == group for found in groups)
 
     return await asyncio.to_thread(read)
 

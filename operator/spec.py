@@ -9,6 +9,7 @@ catches everything else — including on API servers that do not validate (like 
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 import tomli_w
@@ -50,23 +51,36 @@ class PetSpec(_Model):
     max_sum2_time: float = Field(3600, ge=0)
 
 
+_DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+
+
 class CoordinatorSpec(_Model):
-    image: str = "ghcr.io/xaynet/xaynet:0.1.0"
-    replicas: int = Field(1, ge=0, le=1)
-    log_filter: str = "info"
+    image: str = Field("ghcr.io/xaynet/xaynet:0.1.0", max_length=512)
+    # 1 active coordinator + at most 1 hot standby (docs/high-availability.md)
+    replicas: int = Field(1, ge=0, le=2)
+    log_filter: str = Field("info", max_length=1024)
     resources: dict[str, Any] | None = None
 
 
 class SecretRef(_Model):
-    name: str
-    key: str = "password"
+    name: str = Field(min_length=1, max_length=253, pattern=_DNS_SUBDOMAIN)
+    key: str = Field("password", min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+
+
+class StorageSpec(_Model):
+    """A PersistentVolumeClaim for the managed Redis (else an emptyDir that dies with the pod)."""
+
+    size: str = Field(max_length=64, pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+    storage_class_name: str | None = Field(None, max_length=253, pattern=_DNS_SUBDOMAIN)
 
 
 class RedisSpec(_Model):
     mode: Literal["Managed", "External"] = "Managed"
-    url: str | None = None
-    image: str = "redis:7-alpine"
+    url: str | None = Field(None, max_length=2048, pattern=r"^rediss?://[^@/ ]+(/[0-9]+)?$")
+    image: str = Field("redis:7-alpine", max_length=512)
     password_secret_ref: SecretRef | None = None
+    storage: StorageSpec | None = None
+    resources: dict[str, Any] | None = None
 
 
 class MetricsSpec(_Model):
@@ -79,7 +93,7 @@ class ModelExportSpec(_Model):
 
 
 class FederatedRoundSpec(_Model):
-    model_length: int = Field(ge=1, le=2**32 - 1)
+    model_length: int = Field(ge=1, le=10_000_000)
     mask: MaskSpec = MaskSpec()
     pet: PetSpec = PetSpec()
     rounds: int = Field(0, ge=0)
@@ -103,15 +117,24 @@ class InvalidSpecError(Exception):
         self.problems = problems
 
 
-def parse_spec(raw: dict[str, Any]) -> FederatedRoundSpec:
-    """Parse and check a spec completely, or raise `InvalidSpecError` naming every field at fault."""
+def parse_spec(raw: dict[str, Any], name: str | None = None) -> FederatedRoundSpec:
+    """Parse and check a spec completely, or raise `InvalidSpecError` naming every field at fault.
+
+    With `name`, the round's name is checked too (the CRD's CEL rules, which old and emulated
+    API servers do not run).
+    """
+    name_problems = round_name_problems(name) if name is not None else []
     try:
         spec = FederatedRoundSpec.model_validate(raw)
     except ValidationError as error:
-        raise InvalidSpecError([_describe(e) for e in error.errors()]) from None
-    problems = []
+        raise InvalidSpecError(name_problems + [_describe(e) for e in error.errors()]) from None
+    problems = list(name_problems)
     if spec.redis.mode == "External" and not spec.redis.url:
         problems.append("spec.redis.url: required when spec.redis.mode is External")
+    if spec.redis.mode == "Managed" and (spec.redis.url or spec.redis.password_secret_ref):
+        problems.append("spec.redis.url, spec.redis.passwordSecretRef: for mode External only")
+    if spec.redis.mode == "External" and (spec.redis.storage or spec.redis.resources):
+        problems.append("spec.redis.storage, spec.redis.resources: for mode Managed only")
     if problems:
         raise InvalidSpecError(problems)
     try:
@@ -119,6 +142,26 @@ def parse_spec(raw: dict[str, Any]) -> FederatedRoundSpec:
     except ValidationError as error:
         raise InvalidSpecError([_settings_problem(e) for e in error.errors()]) from None
     return spec
+
+
+# `<name>-coordinator` must stay a Service name (a DNS-1035 label of at most 63 characters).
+MAX_ROUND_NAME = 63 - len("-coordinator")
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+def round_name_problems(name: str) -> list[str]:
+    """The CRD's CEL rules on metadata.name, for API servers that do not run CEL."""
+    problems = []
+    if len(name) > MAX_ROUND_NAME:
+        problems.append(
+            f"metadata.name: at most {MAX_ROUND_NAME} characters ('{name}-coordinator' names a Service)"
+        )
+    if not _DNS_LABEL.match(name):
+        problems.append(
+            "metadata.name: must start with a lowercase letter and contain only lowercase letters, "
+            "digits and '-' (it names the round's Services)"
+        )
+    return problems
 
 
 def _describe(error: Any) -> str:
@@ -154,6 +197,9 @@ def coordinator_settings(spec: FederatedRoundSpec, *, namespace: str, redis_url:
                 for name in PetSpec.model_fields
                 if name not in ("sum_probability", "update_probability")
             },
+            # `rounds: N` holds with the operator down too: the coordinator itself takes no
+            # message after the N-th global model (0 = unlimited).
+            "max_rounds": spec.rounds,
         },
         "mask": {
             "group_type": spec.mask.group_type,

@@ -1,9 +1,13 @@
-"""FederatedRound status: conditions (Kubernetes API conventions) and the coordinator mirror."""
+"""FederatedRound status: conditions (Kubernetes API conventions) and the coordinator mirror.
+
+Pure functions: `reconcile.py` computes the whole status with them and writes it in one patch.
+"""
 
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 PET_PHASES = {
     "idle": "Idle",
@@ -14,47 +18,58 @@ PET_PHASES = {
     "error": "Error",
 }
 
+# Every condition type the operator writes, in the order `kubectl describe` shows them.
+CONDITION_TYPES = (
+    "Ready",
+    "Failed",
+    "SpecChangeRefused",
+    "Suspended",
+    "RedisReady",
+    "CoordinatorReady",
+    "ModelPublished",
+    "Succeeded",
+)
+
+Truth = Literal["True", "False", "Unknown"]
+
 
 def now() -> str:
     return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def set_condition(  # noqa: PLR0917 - reads like the condition it writes
-    conditions: list[dict[str, Any]] | None,
-    kind: str,
-    status: bool,
-    reason: str,
-    message: str,
-    generation: int | None,
+@dataclass(frozen=True)
+class Condition:
+    """What one condition says now; `conditions()` adds the times and the generation."""
+
+    type: str
+    status: Truth
+    reason: str
+    message: str
+
+
+def truth(value: bool) -> Truth:
+    return "True" if value else "False"
+
+
+def conditions(
+    previous: list[dict[str, Any]] | None, current: list[Condition], generation: int
 ) -> list[dict[str, Any]]:
-    """Conditions with `kind` set; lastTransitionTime changes only when the status flips."""
-    value = "True" if status else "False"
+    """The whole condition list: every condition carries `generation`; lastTransitionTime
+    changes only when a condition's status flips (API conventions)."""
+    before = {c.get("type"): c for c in previous or []}
     result = []
-    found = False
-    for condition in conditions or []:
-        if condition.get("type") != kind:
-            result.append(dict(condition))
-            continue
-        found = True
-        changed = condition.get("status") != value
+    for item in sorted(current, key=lambda c: CONDITION_TYPES.index(c.type)):
+        old = before.get(item.type)
+        flipped = old is None or old.get("status") != item.status
         result.append(
             {
-                "type": kind,
-                "status": value,
-                "reason": reason,
-                "message": message,
-                "lastTransitionTime": now() if changed else condition.get("lastTransitionTime", now()),
-                "observedGeneration": generation,
-            }
-        )
-    if not found:
-        result.append(
-            {
-                "type": kind,
-                "status": value,
-                "reason": reason,
-                "message": message,
-                "lastTransitionTime": now(),
+                "type": item.type,
+                "status": item.status,
+                "reason": item.reason,
+                "message": item.message,
+                "lastTransitionTime": now()
+                if flipped or old is None
+                else old.get("lastTransitionTime", now()),
                 "observedGeneration": generation,
             }
         )
@@ -67,14 +82,13 @@ def condition(conditions: list[dict[str, Any]] | None, kind: str) -> dict[str, A
 
 def mirror(coordinator_status: dict[str, Any]) -> dict[str, Any]:
     """The part of the coordinator's /status that the custom resource shows."""
-    counts = coordinator_status.get("counts", {})
+    counts = coordinator_status.get("counts") or {}
+    phase = str(coordinator_status.get("phase"))
     return {
-        "petPhase": PET_PHASES.get(
-            str(coordinator_status.get("phase")), str(coordinator_status.get("phase"))
-        ),
+        "petPhase": PET_PHASES.get(phase, phase),
         "round": coordinator_status.get("round_id"),
-        "counts": {phase: int(values.get("accepted", 0)) for phase, values in counts.items()},
+        "counts": {phase: int((values or {}).get("accepted", 0)) for phase, values in counts.items()},
         "phaseStartedAt": coordinator_status.get("phase_started_at"),
-        "roundsFailed": coordinator_status.get("rounds_failed", 0),
+        "roundsFailed": int(coordinator_status.get("rounds_failed") or 0),
         "lastFailure": coordinator_status.get("last_failure"),
     }

@@ -58,6 +58,7 @@ class RedisServer:
     port: int
     process: subprocess.Popen[bytes]
     directory: Path
+    appendfsync: str = "everysec"
 
     @property
     def url(self) -> str:
@@ -70,11 +71,13 @@ class RedisServer:
 
     def start(self) -> None:
         """(Re)start on the same port and directory, keeping the data (AOF)."""
-        self.process = _spawn_redis(self.port, self.directory)
+        self.process = _spawn_redis(self.port, self.directory, appendfsync=self.appendfsync)
         wait_until(lambda: _redis_ping(self.port), 10, "redis-server to answer PING")
 
 
-def _spawn_redis(port: int, directory: Path, appendonly: bool = True) -> subprocess.Popen[bytes]:
+def _spawn_redis(
+    port: int, directory: Path, appendonly: bool = True, appendfsync: str = "everysec"
+) -> subprocess.Popen[bytes]:
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
@@ -90,7 +93,7 @@ def _spawn_redis(port: int, directory: Path, appendonly: bool = True) -> subproc
             "--appendonly",
             "yes" if appendonly else "no",
             "--appendfsync",
-            "everysec",
+            appendfsync,
             "--save",
             "",
             "--protected-mode",
@@ -108,9 +111,11 @@ def _redis_ping(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def redis_server(directory: Path, appendonly: bool = True) -> Iterator[RedisServer]:
+def redis_server(
+    directory: Path, appendonly: bool = True, appendfsync: str = "everysec"
+) -> Iterator[RedisServer]:
     port = free_port()
-    server = RedisServer(port, _spawn_redis(port, directory, appendonly), directory)
+    server = RedisServer(port, _spawn_redis(port, directory, appendonly, appendfsync), directory, appendfsync)
     try:
         wait_until(lambda: _redis_ping(port), 10, "redis-server to answer PING")
         yield server
@@ -195,7 +200,13 @@ class CoordinatorProcess:
                 30,
                 "coordinator /healthz",
             )
+            # then past the restore from the store (not past a wait for Redis or a standby)
+            wait_until(lambda: self._past_start() or self._died(), 30, "coordinator to restore its round")
             assert self.process.poll() is None, self.logs()
+
+    def _past_start(self) -> bool:
+        code, body = http_get(self.url + "/readyz", 1)
+        return code == 200 or b'"reason": "starting"' not in body
 
     def _died(self) -> bool:
         return self.process is not None and self.process.poll() is not None

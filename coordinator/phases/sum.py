@@ -14,9 +14,16 @@ async def handle(services: Services, request: Request) -> Verdict:
     payload = request.payload
     assert isinstance(payload, SumPayload)
     state = services.state
-    if await services.store.add_sum_participant(request.participant_pk, payload.ephm_pk):
+    store = services.store
+    if await store.add_sum_participant(request.participant_pk, payload.ephm_pk, request.digest):
         state.note_accepted(Phase.SUM, request.participant_pk)
         return Verdict(Outcome.ACCEPTED)
+    stored = await store.accepted_digest(request.participant_pk)
+    if stored is not None and stored != request.digest:
+        return Verdict(Outcome.REJECTED, "duplicate_sum", "this participant already sent another sum message")
+    if request.participant_pk in state.accepted_pks and stored is not None:
+        # the same message again (its answer was lost, or the client re-sent it): idempotent
+        return Verdict(Outcome.ACCEPTED, "already_accepted")
     if request.participant_pk not in state.accepted_pks:
         # Stored by an earlier attempt whose answer was lost (the client retried the same
         # bytes): count it now, once.

@@ -6,7 +6,7 @@ import hashlib
 
 from xaynet.coordinator.services import Services, log
 from xaynet.coordinator.state import RoundFailedError
-from xaynet.coordinator.store.base import Phase, StoredModel
+from xaynet.coordinator.store.base import LeaseLostError, Phase, StoredModel
 from xaynet.core.errors import XaynetError
 from xaynet.core.mask.object import MaskObject
 
@@ -34,11 +34,28 @@ async def run(services: Services) -> None:
             raise RoundFailedError(error.reason, f"unmasking failed: {error.message}") from error
         body = model.to_bincode()
         stored = StoredModel(state.record.round_id, body, hashlib.sha256(body).hexdigest())
+        if services.archive is not None:  # S3: queued in the store before publishing (a crash redoes
+            params = state.record.params  # Unmask, which queues the same key and bytes again)
+            await services.archive.enqueue(
+                stored.round_id,
+                params.seed,
+                body,
+                mask_config=str(params.mask_config.vect),
+                model_length=params.model_length,
+                updates=aggregation.nb_models,
+            )
         await services.store.save_model(stored)
         if services.exporter is not None:
+            if services.lease is not None and not services.lease.accepting():
+                raise LeaseLostError("the lease was not renewed in time: the model is not exported")
             services.exporter.write(stored.round_id, body, stored.checksum)
         state.model = stored
-        state.rounds_completed += 1
+        # Counted in the store once per round id: a crash before Idle redoes Unmask, not the count.
+        counted = state.rounds_completed
+        totals = await services.store.add_round_totals(
+            state.record.round_id, {"rounds_completed": 1, **state.round_counts()}
+        )
+        services.apply_totals(totals)
         state.last_round = {
             "round_id": state.record.round_id,
             "counts": {phase.value: counter.as_dict() for phase, counter in state.counters.items()},
@@ -47,7 +64,7 @@ async def run(services: Services) -> None:
             "phase_seconds": dict(state.phase_durations),
             "checksum": f"sha256:{stored.checksum}",
         }
-        services.metrics.rounds.labels("completed").inc()
+        services.metrics.rounds.labels("completed").inc(state.rounds_completed - counted)
         services.metrics.model_round.set(stored.round_id)
         log.info(
             "global model published",

@@ -25,6 +25,8 @@ async def handle(services: Services, request: Request) -> Verdict:
     assert aggregation is not None
     pk = request.participant_pk
     if pk in state.accepted_pks:
+        if await services.store.accepted_digest(pk) == request.digest:
+            return Verdict(Outcome.ACCEPTED, "already_accepted")  # the same message again
         return Verdict(Outcome.REJECTED, "duplicate_update", "this participant already sent its update")
     try:
         aggregation.validate(payload.masked_model)
@@ -32,7 +34,7 @@ async def handle(services: Services, request: Request) -> Verdict:
         return Verdict(Outcome.REJECTED, error.reason, error.message)
     masked = payload.masked_model
     body = (payload.masked_model_bytes or masked.to_bytes()) if services.keeps_models else b""
-    outcome = await services.store.add_update(pk, payload.local_seed_dict, body)
+    outcome = await services.store.add_update(pk, payload.local_seed_dict, body, request.digest)
     if outcome is UpdateOutcome.DUPLICATE and services.keeps_models:
         # Stored by an earlier attempt whose answer was lost: aggregate what was stored.
         stored = await services.store.stored_model(pk)

@@ -5,6 +5,17 @@ Redis. Accepting an update is one Lua script that runs every check before its fi
 (the original's script could leave half-written state), and it also logs the masked model
 so a restarted coordinator can rebuild the aggregate; `fold` replaces logged models by a
 stored running sum from time to time, keeping Redis memory O(model length).
+
+Fencing: the round's lease is the key `lease`, value `<token>|<holder>`, with a TTL
+(store/lease.py). Every write is a Lua script whose first step compares that key with the
+fence this coordinator was given, so a coordinator that lost its lease cannot change
+anything, not even with a write already in flight. Multipart chunks live here too, with the
+round (`chunk:<tag>:<pk>:<id>` hashes, an LRU index and a byte counter), so a restarted
+coordinator or the one that takes over finds them.
+
+Layout compatibility: the keys of the previous release are read and written unchanged; the
+new keys (`lease`, `lease_token`, `accepted`, `chunk*`) are optional: a round started by the
+previous build resumes here (tests/coordinator/test_store_compat.py).
 """
 
 from __future__ import annotations
@@ -18,10 +29,12 @@ from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from xaynet.coordinator.store.base import (
     AggregateSnapshot,
+    ArchiveItem,
+    LeaseLostError,
     MaskOutcome,
     Phase,
     RoundRecord,
@@ -31,39 +44,233 @@ from xaynet.coordinator.store.base import (
 )
 from xaynet.core.bincode import RoundParameters
 from xaynet.core.crypto import EncryptKeyPair
+from xaynet.core.message.assembler import ChunkGroup, ChunkLimits, ChunkPut, ChunkStatus
+from xaynet.core.message.chunks import ChunkPayload
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-# KEYS: sum_dict, update_participants, unfolded, staged model, final model key, seed hashes…
-# ARGV: update pk, then sum pk / sealed seed pairs. The model was SET to the staged key in the
-# same round trip; it is renamed into place (O(1), no copy) only if every check passes.
-_UPDATE_SCRIPT = """
-local n = (#ARGV - 1) / 2
-local function refuse(code)
-  redis.call('DEL', KEYS[4])
-  return code
+FENCED = "XAYNET_FENCED"
+# Every write script starts with this: KEYS[1] is the lease key, ARGV[1] our fence value.
+_FENCE = f"""
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('{FENCED} the round lease is not held with this token')
 end
-if redis.call('HLEN', KEYS[1]) ~= n then return refuse(-1) end
-for i = 1, n do
-  if redis.call('HEXISTS', KEYS[1], ARGV[2 * i]) == 0 then return refuse(-2) end
+"""
+
+# KEYS: lease, token counter. ARGV: holder, ttl ms. Returns the new token, 0 if another
+# holder has it. Our own name in it means our predecessor on this host and port (dead: we
+# could bind its port), so we take over at once, with a new token.
+_ACQUIRE_SCRIPT = """
+local value = redis.call('GET', KEYS[1])
+if value and string.match(value, '^%d+|(.*)$') ~= ARGV[1] then return 0 end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], token .. '|' .. ARGV[1], 'PX', ARGV[2])
+return token
+"""
+
+# KEYS: lease, token counter. ARGV: fence, holder, ttl ms. Extends our lease (same token),
+# takes it again if it expired meanwhile (new token), or returns 0 if another holder has it.
+_RENEW_SCRIPT = """
+local value = redis.call('GET', KEYS[1])
+if value == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return tonumber(string.match(value, '^(%d+)|'))
 end
-if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return refuse(-3) end
-redis.call('SADD', KEYS[2], ARGV[1])
-redis.call('SADD', KEYS[3], ARGV[1])
-redis.call('RENAME', KEYS[4], KEYS[5])
-for i = 1, n do
-  redis.call('HSET', KEYS[5 + i], ARGV[1], ARGV[1 + 2 * i])
-end
+if value then return 0 end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], token .. '|' .. ARGV[2], 'PX', ARGV[3])
+return token
+"""
+
+_RELEASE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 0
 """
 
-_MASK_SCRIPT = """
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return -1 end
-if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return -2 end
-redis.call('ZINCRBY', KEYS[3], 1, ARGV[2])
+# KEYS: lease. ARGV: fence, then commands as (argument count, command, arguments…).
+# Runs them all or none (when the fence does not match).
+_BATCH_SCRIPT = (
+    _FENCE
+    + """
+local i = 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
 return 0
 """
+)
+
+# KEYS: lease, sum_dict, accepted. ARGV: fence, pk, ephemeral pk, digest.
+_SUM_SCRIPT = (
+    _FENCE
+    + """
+if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then return 0 end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[3], ARGV[2], ARGV[4]) end
+return 1
+"""
+)
+
+# KEYS: lease, sum_dict, update_participants, unfolded, staged model, model key, accepted,
+# seed hashes… ARGV: fence, update pk, keep the model (1/0), digest, then sum pk / sealed seed
+# pairs. Every check runs before the first write. The model was SET to the staged key (with a
+# TTL, so a fenced-off attempt leaves nothing for long) in the same round trip; it is renamed
+# into place (O(1), no copy: 2-3x faster than passing megabytes through ARGV) only if every
+# check passes.
+_UPDATE_SCRIPT = (
+    _FENCE
+    + """
+local n = (#ARGV - 4) / 2
+local function refuse(code)
+  redis.call('DEL', KEYS[5])
+  return code
+end
+if redis.call('HLEN', KEYS[2]) ~= n then return refuse(-1) end
+for i = 1, n do
+  if redis.call('HEXISTS', KEYS[2], ARGV[3 + 2 * i]) == 0 then return refuse(-2) end
+end
+if redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 1 then return refuse(-3) end
+redis.call('SADD', KEYS[3], ARGV[2])
+if ARGV[3] == '1' then
+  redis.call('SADD', KEYS[4], ARGV[2])
+  redis.call('RENAME', KEYS[5], KEYS[6])
+  redis.call('PERSIST', KEYS[6])
+end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[7], ARGV[2], ARGV[4]) end
+for i = 1, n do
+  redis.call('HSET', KEYS[7 + i], ARGV[2], ARGV[4 + 2 * i])
+end
+return 0
+"""
+)
+
+# KEYS: lease, sum_dict, mask_submitted, mask_dict, accepted. ARGV: fence, pk, mask, digest.
+_MASK_SCRIPT = (
+    _FENCE
+    + """
+if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 0 then return -1 end
+if redis.call('SADD', KEYS[3], ARGV[2]) == 0 then return -2 end
+redis.call('ZINCRBY', KEYS[4], 1, ARGV[3])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[5], ARGV[2], ARGV[4]) end
+return 0
+"""
+)
+
+# The chunk assembler's rules (xaynet/core/message/assembler.py) over Redis, atomically.
+# KEYS: lease, LRU index (zset group → last touch ms), byte counter, this group's hash, the
+# accepted-groups set. ARGV: fence, group name, chunk id, last (0/1), data, now ms,
+# max total bytes, max groups, max message bytes, ttl ms, group key prefix.
+# Returns {status, payload or detail, evicted}.
+_CHUNK_SCRIPT = (
+    _FENCE
+    + """
+local group, id, is_last, data = ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1', ARGV[5]
+local now, max_total, max_groups = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local max_message, ttl, prefix = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11]
+if redis.call('SISMEMBER', KEYS[5], group) == 1 then return {'done', '', 0} end
+local function field(name, default)
+  local value = redis.call('HGET', KEYS[4], name)
+  if value then return tonumber(value) end
+  return default
+end
+local function state()
+  local last = field('last', -1)
+  if last < 0 then return {'buffered', '', 0} end
+  local count = field('count', 0)
+  if count == last + 1 then
+    local parts = {}
+    for i = 0, last do parts[#parts + 1] = redis.call('HGET', KEYS[4], 'c' .. i) end
+    return {'complete', table.concat(parts), 0}
+  end
+  if is_last then return {'missing', 'chunks of this message are missing', 0} end
+  return {'buffered', '', 0}
+end
+local held = redis.call('HGET', KEYS[4], 'c' .. id)
+if held then
+  if held ~= data then return {'conflict', 'chunk ' .. id .. ' arrived twice with different data', 0} end
+  redis.call('ZADD', KEYS[2], now, group)
+  return state()
+end
+local last, highest = field('last', -1), field('max', -1)
+if last >= 0 and id > last then
+  return {'conflict', 'chunk ' .. id .. ' comes after the last chunk ' .. last, 0}
+end
+if is_last and id < highest then
+  return {'conflict', 'chunk ' .. id .. ' is marked last but a higher id exists', 0}
+end
+if is_last and last >= 0 and last ~= id then
+  return {'conflict', 'two different chunks are marked last', 0}
+end
+local size = field('size', 0) + #data
+if size > max_message then
+  return {'too_large', 'the multipart message exceeds ' .. max_message .. ' bytes', 0}
+end
+if size > max_total then return {'full', 'the multipart buffer cannot hold this message now', 0} end
+local is_new = redis.call('EXISTS', KEYS[4]) == 0
+local evicted = 0
+local total = tonumber(redis.call('GET', KEYS[3]) or '0')
+local function evict(name)
+  local freed = tonumber(redis.call('HGET', prefix .. name, 'size') or '0')
+  redis.call('DEL', prefix .. name)
+  redis.call('ZREM', KEYS[2], name)
+  total = total - freed
+  evicted = evicted + 1
+end
+for _, name in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - ttl, 'LIMIT', 0, 64)) do
+  if name ~= group then evict(name) end
+end
+local count = redis.call('ZCARD', KEYS[2])
+local offset = 0
+while total + #data > max_total or (is_new and count >= max_groups) do
+  local oldest = redis.call('ZRANGE', KEYS[2], offset, offset)[1]
+  if not oldest then break end
+  if oldest == group then offset = offset + 1 else
+    evict(oldest)
+    count = count - 1
+  end
+end
+redis.call('HSET', KEYS[4], 'c' .. id, data, 'size', size, 'count', field('count', 0) + 1,
+  'max', math.max(highest, id))
+if is_last then redis.call('HSET', KEYS[4], 'last', id) end
+redis.call('ZADD', KEYS[2], now, group)
+redis.call('SET', KEYS[3], total + #data)
+local result = state()
+result[3] = evicted
+return result
+"""
+)
+
+# KEYS: lease, LRU index, byte counter, group hash, accepted-groups set. ARGV: fence, group
+# name, accepted (0/1).
+_RELEASE_CHUNKS_SCRIPT = (
+    _FENCE
+    + """
+local freed = tonumber(redis.call('HGET', KEYS[4], 'size') or '0')
+redis.call('DEL', KEYS[4])
+if redis.call('ZREM', KEYS[2], ARGV[2]) == 1 then redis.call('DECRBY', KEYS[3], freed) end
+if ARGV[3] == '1' then redis.call('SADD', KEYS[5], ARGV[2]) end
+return 0
+"""
+)
+
+# KEYS: totals hash. ARGV: round id, then name/increment pairs. Adds once per round id (a
+# coordinator that redoes the end of a round after a crash must not count it twice).
+# (fenced: KEYS[1] lease, KEYS[2] totals; ARGV[1] fence, ARGV[2] round id, then pairs)
+_TOTALS_SCRIPT = (
+    _FENCE
+    + """
+local counted = tonumber(redis.call('HGET', KEYS[2], '_counted_round') or '-1')
+if tonumber(ARGV[2]) > counted then
+  for i = 3, #ARGV, 2 do
+    redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1])
+  end
+  redis.call('HSET', KEYS[2], '_counted_round', ARGV[2])
+end
+return redis.call('HGETALL', KEYS[2])
+"""
+)
 
 _UPDATE_OUTCOMES = {
     0: UpdateOutcome.ACCEPTED,
@@ -72,6 +279,8 @@ _UPDATE_OUTCOMES = {
     -3: UpdateOutcome.DUPLICATE,
 }
 _MASK_OUTCOMES = {0: MaskOutcome.ACCEPTED, -1: MaskOutcome.UNKNOWN_SUM_PARTICIPANT, -2: MaskOutcome.DUPLICATE}
+_STAGING_MS = 60_000  # a staged model that was never renamed into place expires
+_DELETE_BATCH = 500  # keys per fenced DEL (Lua's stack bounds one call's arguments)
 
 
 def _guarded(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
@@ -84,6 +293,10 @@ def _guarded(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Corouti
         start = time.perf_counter()
         try:
             return await method(*args, **kwargs)
+        except ResponseError as exc:
+            if FENCED in str(exc):
+                raise LeaseLostError(f"this coordinator lost the round's lease: {exc}") from exc
+            raise StoreUnavailableError(f"Redis at {store.safe_url} failed: {exc}") from exc
         except (RedisError, OSError) as exc:
             raise StoreUnavailableError(f"Redis at {store.safe_url} failed: {exc}") from exc
         finally:
@@ -108,8 +321,18 @@ class RedisStore:
         self.safe_url = _without_password(url)
         self.prefix = f"xaynet:{namespace}:"
         self.observe = observe or (lambda _op, _seconds: None)
-        self._update_script = self._redis.register_script(_UPDATE_SCRIPT)
-        self._mask_script = self._redis.register_script(_MASK_SCRIPT)
+        self.fence = ""
+        register = self._redis.register_script
+        self._acquire_script = register(_ACQUIRE_SCRIPT)
+        self._renew_script = register(_RENEW_SCRIPT)
+        self._release_script = register(_RELEASE_SCRIPT)
+        self._batch_script = register(_BATCH_SCRIPT)
+        self._sum_script = register(_SUM_SCRIPT)
+        self._update_script = register(_UPDATE_SCRIPT)
+        self._mask_script = register(_MASK_SCRIPT)
+        self._chunk_script = register(_CHUNK_SCRIPT)
+        self._release_chunks_script = register(_RELEASE_CHUNKS_SCRIPT)
+        self._totals_script = self._redis.register_script(_TOTALS_SCRIPT)
 
     def _key(self, name: str) -> str:
         return self.prefix + name
@@ -119,6 +342,92 @@ class RedisStore:
 
     def _model_key(self, update_pk: bytes) -> str:
         return self.prefix + "models:" + update_pk.hex()
+
+    async def _fenced(self, *commands: tuple[Any, ...]) -> None:
+        """Run plain write commands atomically, only while our fence is the lease."""
+        args: list[Any] = [self.fence]
+        for command in commands:
+            args += [len(command), *command]
+        await self._batch_script(keys=[self._key("lease")], args=args)
+
+    async def _fenced_delete(self, keys: list[str]) -> None:
+        for start in range(0, max(1, len(keys)), _DELETE_BATCH):
+            batch = keys[start : start + _DELETE_BATCH]
+            await self._fenced(("DEL", *batch) if batch else ("EXISTS", self._key("lease")))
+
+    # -- lease -------------------------------------------------------------------------------
+    @_guarded
+    async def acquire_lease(self, holder: str, ttl_ms: int) -> int:
+        keys = [self._key("lease"), self._key("lease_token")]
+        return int(await self._acquire_script(keys=keys, args=[holder, ttl_ms]))
+
+    @_guarded
+    async def renew_lease(self, fence: str, holder: str, ttl_ms: int) -> int:
+        keys = [self._key("lease"), self._key("lease_token")]
+        return int(await self._renew_script(keys=keys, args=[fence, holder, ttl_ms]))
+
+    @_guarded
+    async def release_lease(self, fence: str) -> None:
+        await self._release_script(keys=[self._key("lease")], args=[fence])
+
+    @_guarded
+    async def lease_holder(self) -> tuple[str, int] | None:
+        raw = await self._redis.get(self._key("lease"))
+        if raw is None:
+            return None
+        token, _, holder = raw.decode().partition("|")
+        return holder, int(token)
+
+    # -- multipart chunks --------------------------------------------------------------------
+    def _chunk_keys(self, group: ChunkGroup) -> list[str]:
+        return [
+            self._key("lease"),
+            self._key("chunk_index"),
+            self._key("chunk_bytes"),
+            self._key("chunk:" + group.name),
+            self._key("chunk_accepted"),
+        ]
+
+    @_guarded
+    async def put_chunk(
+        self, group: ChunkGroup, chunk: ChunkPayload, limits: ChunkLimits, now: float
+    ) -> ChunkPut:
+        args = [
+            self.fence,
+            group.name,
+            chunk.chunk_id,
+            int(chunk.last),
+            chunk.data,
+            int(now * 1000),
+            limits.max_total_bytes,
+            limits.max_groups,
+            limits.max_message_bytes,
+            int(limits.ttl_seconds * 1000),
+            self._key("chunk:"),
+        ]
+        status, payload, evicted = await self._chunk_script(keys=self._chunk_keys(group), args=args)
+        kind = ChunkStatus(status.decode())
+        if kind is ChunkStatus.COMPLETE:
+            return ChunkPut(kind, bytes(payload), evicted=int(evicted))
+        return ChunkPut(kind, detail=payload.decode(), evicted=int(evicted))
+
+    @_guarded
+    async def release_chunks(self, group: ChunkGroup, accepted: bool) -> None:
+        args = [self.fence, group.name, int(accepted)]
+        await self._release_chunks_script(keys=self._chunk_keys(group), args=args)
+
+    @_guarded
+    async def chunk_usage(self) -> tuple[int, int]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(self._key("chunk_index"))
+            pipe.get(self._key("chunk_bytes"))
+            groups, size = await pipe.execute()
+        return int(groups), int(size or 0)
+
+    @_guarded
+    async def accepted_digest(self, pk: bytes) -> bytes | None:
+        raw = await self._redis.hget(self._key("accepted"), pk)
+        return None if raw is None else bytes(raw)
 
     @_guarded
     async def ping(self) -> None:
@@ -150,7 +459,7 @@ class RedisStore:
             "params": record.params.to_bincode().hex(),
             "phase": record.phase.value,
         }
-        await self._redis.set(self._key("round"), json.dumps(data))
+        await self._fenced(("SET", self._key("round"), json.dumps(data)))
 
     async def _round_keys(self) -> list[str]:
         keys = [
@@ -162,29 +471,31 @@ class RedisStore:
                 "aggregate",
                 "mask_submitted",
                 "mask_dict",
+                "accepted",
+                "chunk_index",
+                "chunk_bytes",
+                "chunk_accepted",
             )
         ]
-        for pattern in ("seeds:*", "models:*", "staging:*"):
+        for pattern in ("seeds:*", "models:*", "staging:*", "chunk:*"):
             async for key in self._redis.scan_iter(match=self._key(pattern), count=1000):
                 keys.append(key.decode() if isinstance(key, bytes) else key)
         return keys
 
     @_guarded
     async def clear_round_data(self) -> None:
-        keys = await self._round_keys()
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(*keys)
-            await pipe.execute()
+        await self._fenced_delete(await self._round_keys())
 
     @_guarded
     async def wipe(self) -> None:
-        keys = await self._round_keys() + [self._key("round"), self._key("model")]
-        await self._redis.delete(*keys)
+        keys = await self._round_keys() + [self._key("round"), self._key("model"), self._key("totals")]
+        await self._fenced_delete(keys)
 
     # -- sum ---------------------------------------------------------------------------------
     @_guarded
-    async def add_sum_participant(self, pk: bytes, ephm_pk: bytes) -> bool:
-        return bool(await self._redis.hsetnx(self._key("sum_dict"), pk, ephm_pk))
+    async def add_sum_participant(self, pk: bytes, ephm_pk: bytes, digest: bytes = b"") -> bool:
+        keys = [self._key("lease"), self._key("sum_dict"), self._key("accepted")]
+        return bool(await self._sum_script(keys=keys, args=[self.fence, pk, ephm_pk, digest]))
 
     @_guarded
     async def sum_dict(self) -> dict[bytes, bytes]:
@@ -194,19 +505,24 @@ class RedisStore:
     # -- update ------------------------------------------------------------------------------
     @_guarded
     async def add_update(
-        self, pk: bytes, local_seed_dict: dict[bytes, bytes], masked_model: bytes
+        self, pk: bytes, local_seed_dict: dict[bytes, bytes], masked_model: bytes, digest: bytes = b""
     ) -> UpdateOutcome:
         sum_pks = list(local_seed_dict)
         staging = self._key("staging:" + secrets.token_hex(16))
-        keys = [self._key("sum_dict"), self._key("update_participants"), self._key("unfolded"), staging]
-        keys += [self._model_key(pk)] + [self._seed_key(sum_pk) for sum_pk in sum_pks]
-        args: list[Any] = [pk]
+        keys = [self._key(k) for k in ("lease", "sum_dict", "update_participants", "unfolded")]
+        keys += [staging, self._model_key(pk), self._key("accepted")]
+        keys += [self._seed_key(sum_pk) for sum_pk in sum_pks]
+        args: list[Any] = [self.fence, pk, int(bool(masked_model)), digest]
         for sum_pk in sum_pks:
             args += [sum_pk, local_seed_dict[sum_pk]]
+        if not masked_model:
+            return _UPDATE_OUTCOMES[int(await self._update_script(keys=keys, args=args))]
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(staging, masked_model)
+            pipe.set(staging, masked_model, px=_STAGING_MS)
             await self._update_script(keys=keys, args=args, client=pipe)
-            _, result = await pipe.execute()
+            _, result = await pipe.execute(raise_on_error=False)
+        if isinstance(result, Exception):
+            raise result  # unchanged, so `_guarded` still sees a fencing refusal as one
         return _UPDATE_OUTCOMES[int(result)]
 
     @_guarded
@@ -244,12 +560,13 @@ class RedisStore:
 
     @_guarded
     async def fold(self, snapshot: AggregateSnapshot, folded: list[bytes]) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._key("aggregate"), struct.pack("<Q", snapshot.nb_models) + snapshot.body)
-            if folded:
-                pipe.srem(self._key("unfolded"), *folded)
-                pipe.delete(*(self._model_key(pk) for pk in folded))
-            await pipe.execute()
+        commands: list[tuple[Any, ...]] = [
+            ("SET", self._key("aggregate"), struct.pack("<Q", snapshot.nb_models) + snapshot.body)
+        ]
+        if folded:
+            commands.append(("SREM", self._key("unfolded"), *folded))
+            commands.append(("DEL", *(self._model_key(pk) for pk in folded)))
+        await self._fenced(*commands)
 
     @_guarded
     async def aggregate_snapshot(self) -> AggregateSnapshot | None:
@@ -261,9 +578,9 @@ class RedisStore:
 
     # -- sum2 --------------------------------------------------------------------------------
     @_guarded
-    async def add_mask(self, pk: bytes, mask: bytes) -> MaskOutcome:
-        keys = [self._key("sum_dict"), self._key("mask_submitted"), self._key("mask_dict")]
-        result = await self._mask_script(keys=keys, args=[pk, mask])
+    async def add_mask(self, pk: bytes, mask: bytes, digest: bytes = b"") -> MaskOutcome:
+        keys = [self._key(k) for k in ("lease", "sum_dict", "mask_submitted", "mask_dict", "accepted")]
+        result = await self._mask_script(keys=keys, args=[self.fence, pk, mask, digest])
         return _MASK_OUTCOMES[int(result)]
 
     @_guarded
@@ -282,9 +599,9 @@ class RedisStore:
     # -- global model ------------------------------------------------------------------------
     @_guarded
     async def save_model(self, model: StoredModel) -> None:
-        await self._redis.hset(
-            self._key("model"),
-            mapping={"round_id": model.round_id, "body": model.body, "checksum": model.checksum},
+        key = self._key("model")
+        await self._fenced(
+            ("HSET", key, "round_id", model.round_id, "body", model.body, "checksum", model.checksum)
         )
 
     @_guarded
@@ -293,6 +610,91 @@ class RedisStore:
         if not raw:
             return None
         return StoredModel(int(raw[b"round_id"]), bytes(raw[b"body"]), raw[b"checksum"].decode())
+
+    # -- totals over all rounds --------------------------------------------------------------
+    @_guarded
+    async def add_round_totals(self, round_id: int, totals: dict[str, int]) -> dict[str, int]:
+        args: list[Any] = [self.fence, round_id]
+        for name, value in totals.items():
+            args += [name, value]
+        raw = await self._totals_script(keys=[self._key("lease"), self._key("totals")], args=args)
+        return _totals(dict(zip(raw[::2], raw[1::2], strict=True)))
+
+    @_guarded
+    async def round_totals(self) -> dict[str, int]:
+        return _totals(await self._redis.hgetall(self._key("totals")))
+
+    async def durability(self) -> str | None:
+        """`accepted` means fsynced only with appendonly yes + appendfsync always."""
+        try:
+            config = await self._redis.config_get("append*")
+        except (RedisError, OSError):
+            return None  # CONFIG is often disabled on managed Redis: cannot tell
+        appendonly = _text(config.get("appendonly", b""))
+        appendfsync = _text(config.get("appendfsync", b""))
+        if appendonly != "yes":
+            return "Redis runs without its append-only file: a Redis restart loses the round"
+        if appendfsync != "always":
+            return (
+                f"Redis fsyncs its append-only file '{appendfsync}', not 'always': a crash of the "
+                "Redis host can lose messages answered 'accepted' in the last second"
+            )
+        return None
+
+    # -- models waiting for the S3 archive (`archive:queue` zset by round, one hash per model;
+    # not in _round_keys: they survive wipes, restarts and rounds until uploaded) -------------
+    def _archive_item_key(self, key: str) -> str:
+        return self._key("archive:item:" + key)
+
+    @_guarded
+    async def queue_archive(self, item: ArchiveItem) -> None:
+        await self._fenced(
+            ("ZADD", self._key("archive:queue"), "NX", item.round_id, item.key),
+            (
+                "HSET",
+                self._archive_item_key(item.key),
+                "round_id",
+                item.round_id,
+                "body",
+                item.body,
+                "metadata",
+                json.dumps(item.metadata),
+            ),
+        )
+
+    @_guarded
+    async def archive_queue(self) -> list[str]:
+        return [raw.decode() for raw in await self._redis.zrange(self._key("archive:queue"), 0, -1)]
+
+    @_guarded
+    async def queued_model(self, key: str) -> ArchiveItem | None:
+        raw = await self._redis.hgetall(self._archive_item_key(key))
+        if not raw:
+            return None
+        return ArchiveItem(key, int(raw[b"round_id"]), bytes(raw[b"body"]), json.loads(raw[b"metadata"]))
+
+    @_guarded
+    async def archive_done(self, key: str, record: dict[str, Any] | None = None) -> None:
+        commands: list[tuple[Any, ...]] = [
+            ("ZREM", self._key("archive:queue"), key),
+            ("DEL", self._archive_item_key(key)),
+        ]
+        if record is not None:
+            commands.append(("SET", self._key("archive:last"), json.dumps(record)))
+        await self._fenced(*commands)
+
+    @_guarded
+    async def last_archived(self) -> dict[str, Any] | None:
+        raw = await self._redis.get(self._key("archive:last"))
+        return None if raw is None else dict(json.loads(raw))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _totals(raw: dict[bytes, bytes]) -> dict[str, int]:
+    return {name.decode(): int(value) for name, value in raw.items() if not name.startswith(b"_")}
 
 
 def _without_password(url: str) -> str:

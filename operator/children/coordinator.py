@@ -5,11 +5,21 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from xaynet.operator.children.common import COORDINATOR_PORT, coordinator_name, labels, redis_name
+from xaynet.operator.children.common import (
+    COORDINATOR_PORT,
+    container_security_context,
+    coordinator_name,
+    labels,
+    pod_security_context,
+    redis_name,
+)
 from xaynet.operator.children.redis import PASSWORD_KEY
+from xaynet.operator.children.resources import coordinator_resources
 from xaynet.operator.spec import FederatedRoundSpec
 
 CONFIG_KEY = "config.toml"
+# The image's `xaynet` user (Dockerfile: USER 10001).
+COORDINATOR_UID = 10001
 
 
 def config_map(round_name: str, config_toml: str) -> dict[str, Any]:
@@ -58,30 +68,32 @@ def deployment(round_name: str, namespace: str, spec: FederatedRoundSpec, config
         "volumeMounts": [
             {"name": "config", "mountPath": "/etc/xaynet", "readOnly": True},
             {"name": "models", "mountPath": "/models"},
+            {"name": "tmp", "mountPath": "/tmp"},
         ],
-        "securityContext": {
-            "runAsNonRoot": True,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-        },
+        "resources": spec.coordinator.resources or coordinator_resources(spec.model_length),
+        "securityContext": container_security_context(),
     }
-    if spec.coordinator.resources:
-        container["resources"] = spec.coordinator.resources
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": coordinator_name(round_name), "labels": selector},
         "spec": {
             "replicas": replicas,
-            "strategy": {"type": "Recreate"},  # one coordinator per round, never two at once
+            # Recreate: a rollout never waits for a standby to become ready (standbys stay
+            # not-ready while another replica holds the round's lease: docs/high-availability.md)
+            "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": selector},
             "template": {
                 "metadata": {"labels": selector, "annotations": {"xaynet.dev/config-checksum": checksum}},
                 "spec": {
+                    "automountServiceAccountToken": False,  # the coordinator never calls the API
+                    "enableServiceLinks": False,
+                    "securityContext": pod_security_context(COORDINATOR_UID),
                     "containers": [container],
                     "volumes": [
                         {"name": "config", "configMap": {"name": f"{coordinator_name(round_name)}-config"}},
                         {"name": "models", "emptyDir": {}},
+                        {"name": "tmp", "emptyDir": {}},
                     ],
                 },
             },

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from xaynet.core.errors import LengthError, MultipartError
-from xaynet.core.message.assembler import ChunkAssembler
+from xaynet.core.message.assembler import ChunkAssembler, ChunkGroup, ChunkStatus
 from xaynet.core.message.chunks import DEFAULT_MAX_MESSAGE_SIZE, ChunkPayload, split_payload
 from xaynet.core.message.header import Tag
 
@@ -97,29 +97,63 @@ def test_inconsistent_chunks_are_refused_without_changing_state(
     assert (len(assembler), assembler.buffered_bytes) == before
 
 
-def test_tag_or_round_key_change_inside_a_group_is_refused() -> None:
+def test_a_chunk_with_another_tag_belongs_to_another_message() -> None:
     assembler = ChunkAssembler(max_message_bytes=100)
-    c0, c1, _ = _chunks(b"abcdefgh")
+    c0, c1, c2 = _chunks(b"abcdefgh")
     assembler.add(PK, ROUND, Tag.SUM, c0, 0)
-    with pytest.raises(MultipartError, match="tag or round key"):
-        assembler.add(PK, ROUND, Tag.UPDATE, c1, 0)
-    with pytest.raises(MultipartError, match="tag or round key"):
-        assembler.add(PK, bytes(32), Tag.SUM, c1, 0)
+    assert assembler.add(PK, ROUND, Tag.UPDATE, c1, 0) is None  # not mixed into the sum message
+    assert len(assembler) == 2
+    assert assembler.add(PK, ROUND, Tag.SUM, c1, 0) is None
+    done = assembler.add(PK, ROUND, Tag.SUM, c2, 0)
+    assert done is not None and done.payload == b"abcdefgh"
 
 
-def test_limits_bound_memory() -> None:
+def test_limits_bound_memory_by_evicting_the_least_recently_extended_message() -> None:
     assembler = ChunkAssembler(max_message_bytes=5, max_total_bytes=8, max_groups=2)
     first, second, _ = _chunks(b"abcdefgh")
     assembler.add(PK, ROUND, Tag.SUM, first, 0)
     with pytest.raises(MultipartError, match="exceeds 5 bytes"):
         assembler.add(PK, ROUND, Tag.SUM, second, 0)
     assembler.clear()
-    assembler.add(PK, ROUND, Tag.SUM, ChunkPayload(0, 1, False, b"abcd"), 0)
-    assembler.add(PK, ROUND, Tag.SUM, ChunkPayload(0, 2, False, b"abcd"), 0)
-    with pytest.raises(MultipartError, match="too many"):
-        assembler.add(PK, ROUND, Tag.SUM, ChunkPayload(0, 3, False, b"a"), 0)
-    with pytest.raises(MultipartError, match="buffer is full"):
-        assembler.add(PK, ROUND, Tag.SUM, ChunkPayload(1, 2, False, b"a"), 0)
+    one, two, three = (ChunkGroup(Tag.SUM, PK, i) for i in (1, 2, 3))
+    assembler.put(one, ChunkPayload(0, 1, False, b"abcd"), 0)
+    assembler.put(two, ChunkPayload(0, 2, False, b"abcd"), 1)
+    assembler.put(one, ChunkPayload(1, 1, False, b"a"), 2)  # 9 bytes > 8: evicts `two`, not `one`
+    assert (len(assembler), assembler.buffered_bytes) == (1, 5)
+    put = assembler.put(three, ChunkPayload(0, 3, False, b"abc"), 3)  # fits beside `one`
+    assert (put.status, put.evicted) == (ChunkStatus.BUFFERED, 0)
+    put = assembler.put(two, ChunkPayload(0, 2, False, b"a"), 4)  # a third group: `one` is oldest
+    assert (put.status, put.evicted) == (ChunkStatus.BUFFERED, 1)
+    assert (len(assembler), assembler.buffered_bytes) == (2, 4)
+
+
+def test_a_message_larger_than_the_whole_budget_is_a_capacity_answer_not_an_error() -> None:
+    assembler = ChunkAssembler(max_message_bytes=100, max_total_bytes=4)
+    put = assembler.put(ChunkGroup(Tag.SUM, PK, 1), ChunkPayload(0, 1, False, b"abcde"), 0)
+    assert put.status is ChunkStatus.FULL
+    assert len(assembler) == 0
+
+
+def test_a_complete_message_stays_until_released_and_an_accepted_one_answers_done() -> None:
+    assembler = ChunkAssembler(max_message_bytes=100)
+    group = ChunkGroup(Tag.UPDATE, PK, 7)
+    c0, c1, c2 = _chunks(b"abcdefgh")
+    for chunk in (c0, c1):
+        assert assembler.put(group, chunk, 0).status is ChunkStatus.BUFFERED
+    assert assembler.put(group, c2, 0).payload == b"abcdefgh"
+    again = assembler.put(group, c2, 1)  # the retry of the last chunk after a 503
+    assert (again.status, again.payload) == (ChunkStatus.COMPLETE, b"abcdefgh")
+    assembler.release(group, accepted=True)
+    assert (len(assembler), assembler.buffered_bytes) == (0, 0)
+    assert assembler.put(group, c2, 2).status is ChunkStatus.DONE
+
+
+def test_a_last_chunk_whose_earlier_chunks_are_gone_says_so() -> None:
+    assembler = ChunkAssembler(max_message_bytes=100)
+    _, _, c2 = _chunks(b"abcdefgh")
+    put = assembler.put(ChunkGroup(Tag.UPDATE, PK, 7), c2, 0)
+    assert put.status is ChunkStatus.MISSING
+    assert "[0, 1]" in put.detail
 
 
 def test_a_client_that_never_finishes_is_expired() -> None:

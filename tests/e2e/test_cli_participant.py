@@ -37,6 +37,9 @@ def test_participants_from_the_command_line_complete_a_round(tmp_path: Path) -> 
     assert "new round: model length 4, Prime/F32/B0/M3" in outputs[0]
     checksums = {line for out in outputs for line in out.splitlines() if line.startswith("global model:")}
     assert checksums, "every participant printed the global model it received"
+    # A sum participant's second message is called "sum2" (one "sum" message per round at most).
+    assert any("sent sum2 message" in out for out in outputs), outputs
+    assert all(out.count("sent sum message") <= out.count("new round:") for out in outputs), outputs
 
 
 def test_participant_reports_an_unreachable_coordinator() -> None:

@@ -40,6 +40,8 @@ CORE = {
     "persistentvolumeclaims": ("PersistentVolumeClaim", True),
 }
 APPS = {"deployments": ("Deployment", True)}
+COORDINATION = {"leases": ("Lease", True)}
+NETWORKING = {"networkpolicies": ("NetworkPolicy", True)}
 
 
 def _now() -> str:
@@ -91,6 +93,14 @@ class ApiServer(kmock.KubernetesEmulator):
                 subresources={"status", "scale"},
                 shortnames=SHORT.get(plural, set()),
             )
+        for plural, (kind, namespaced) in COORDINATION.items():
+            self.resources[f"coordination.k8s.io/v1/{plural}"] = kmock.ResourceInfo(
+                kind=kind, singular=kind.lower(), namespaced=namespaced, verbs=_VERBS
+            )
+        for plural, (kind, namespaced) in NETWORKING.items():
+            self.resources[f"networking.k8s.io/v1/{plural}"] = kmock.ResourceInfo(
+                kind=kind, singular=kind.lower(), namespaced=namespaced, verbs=_VERBS
+            )
         for crd in self.crds:
             names, group = crd["spec"]["names"], crd["spec"]["group"]
             for version in crd["spec"]["versions"]:
@@ -106,9 +116,11 @@ class ApiServer(kmock.KubernetesEmulator):
 
     # -- routes kmock does not parse, and post-processing for kubectl ---------------------
     async def __call__(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
-        if self.log_requests:
-            print(f"{raw.method} {raw.path_qs}", flush=True)
+        if self.log_requests:  # the client too: tests tell the operator's calls from kubectl's
+            print(f"{raw.method} {raw.path_qs} {raw.headers.get('User-Agent', '-').split()[0]}", flush=True)
         path = raw.path.rstrip("/")
+        if raw.path == "/apis/":  # the Python client's discovery asks with the slash
+            raw = raw.clone(rel_url=raw.rel_url.with_path("/apis"))
         if path == "/api/v1/namespaces" and raw.method == "GET" and raw.query.get("watch") == "true":
             return await self._watch_namespaces(raw)
         if path == "/api/v1/namespaces" and raw.method == "GET":
@@ -293,6 +305,15 @@ class ApiServer(kmock.KubernetesEmulator):
         current = self._current(request)
         if current is None:
             return request
+        sent = request.data.get("metadata", {}) if isinstance(request.data, dict) else {}
+        expected = sent.get("resourceVersion") if isinstance(sent, dict) else None
+        if expected and expected != current.get("metadata", {}).get("resourceVersion"):
+            # optimistic concurrency, as a real API server: a write based on an old read fails
+            raise kmock.KubernetesError(
+                status=409,
+                reason="Conflict",
+                message=f"the object has been modified (resourceVersion {expected} is stale)",
+            )
         if request.method == "PUT":
             new = copy.deepcopy(request.data)
         elif isinstance(request.data, list):

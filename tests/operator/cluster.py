@@ -6,6 +6,7 @@ Everything runs as separate processes, so the test body can simply block on `kub
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import signal
@@ -16,12 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 
-from tests.processes import free_port, wait_until
+from tests.processes import coordinator_process, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "xaynet-test"
+
+
+# Short enough that a test sees a failover quickly, long enough that a busy machine does not
+# make the holder miss its renewals (renew deadline = 2/3 of it).
+LEASE_SECONDS = 6.0
 
 
 @dataclass
@@ -29,8 +36,16 @@ class Cluster:
     directory: Path
     port: int
     apiserver: subprocess.Popen[bytes]
-    operator: subprocess.Popen[bytes] | None = None
+    # Where every round's coordinator answers (the operator's own setting; a test runs a
+    # stand-in coordinator on this port).
+    coordinator_port: int = field(default_factory=free_port)
+    operators: list[subprocess.Popen[bytes]] = field(default_factory=list)
     operator_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def operator(self) -> subprocess.Popen[bytes] | None:
+        """The operator started last."""
+        return self.operators[-1] if self.operators else None
 
     @property
     def kubeconfig(self) -> Path:
@@ -77,30 +92,61 @@ class Cluster:
         )
         return result
 
-    def start_operator(self) -> None:
-        log = open(self.directory / "operator.log", "ab")  # noqa: SIM115 - owned by the process
+    def start_operator(self, *extra: str, log_name: str = "operator.log") -> subprocess.Popen[bytes]:
+        log = open(self.directory / log_name, "ab")  # noqa: SIM115 - owned by the process
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "XAYNET_OPERATOR_POLL_SECONDS": "0.3",
             "XAYNET_OPERATOR_RETRY_SECONDS": "1",
+            "XAYNET_OPERATOR_COORDINATOR_URL_TEMPLATE": f"http://127.0.0.1:{self.coordinator_port}",
             **self.operator_env,
         }
-        self.operator = subprocess.Popen(
-            [sys.executable, "-m", "xaynet", "operator", "-n", NAMESPACE, "--liveness-port", "0", "-v"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+        # fmt: off
+        command = [
+            sys.executable, "-m", "xaynet", "-v", "operator", "-n", NAMESPACE,
+            "--liveness-port", "0", "--metrics-port", "0",
+            "--lease-namespace", NAMESPACE, "--lease-duration", str(LEASE_SECONDS), *extra,
+        ]
+        # fmt: on
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.operators.append(process)
+        return process
 
-    def stop_operator(self, sig: int = signal.SIGTERM) -> None:
-        if self.operator is not None and self.operator.poll() is None:
-            self.operator.send_signal(sig)
-            self.operator.wait(30)
+    def stop_operator(
+        self, sig: int = signal.SIGTERM, process: subprocess.Popen[bytes] | None = None
+    ) -> None:
+        for running in [process] if process else self.operators:
+            if running.poll() is None:
+                running.send_signal(sig)
+                running.wait(30)
 
-    def operator_log(self) -> str:
-        path = self.directory / "operator.log"
+    def operator_log(self, log_name: str = "operator.log") -> str:
+        path = self.directory / log_name
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def round_events(self, name: str) -> list[dict[str, Any]]:
+        """The events about one round (the emulator has no field selectors: filtered here)."""
+        return [
+            event
+            for event in self.items("events")
+            if event.get("involvedObject", {}).get("kind") == "FederatedRound"
+            and event["involvedObject"].get("name") == name
+        ]
+
+    def reconciled(self, name: str, timeout: float = 60) -> dict[str, Any]:
+        """The round once the operator has reconciled its current generation."""
+        found: dict[str, Any] = wait_until(
+            lambda: (
+                (r := self.get("federatedround", name))
+                and (r.get("status") or {}).get("observedGeneration") == r["metadata"]["generation"]
+                and r
+            ),
+            timeout,
+            f"the operator to reconcile the current generation of {name}",
+            0.3,
+        )
+        return found
 
     def requests(self) -> list[str]:
         return (self.directory / "apiserver.log").read_text().splitlines()
@@ -151,3 +197,73 @@ def cluster(directory: Path, operator: bool = True) -> Iterator[Cluster]:
         running.stop_operator()
         apiserver.terminate()
         apiserver.wait(10)
+
+
+EXAMPLE = yaml.safe_load((ROOT / "examples" / "round.yaml").read_text())
+CRD = yaml.safe_load((ROOT / "crds" / "federatedround.yaml").read_text())
+
+
+def round_manifest(name: str, **spec: Any) -> dict[str, Any]:
+    """The example round under another name, with top-level spec fields replaced."""
+    manifest = copy.deepcopy(EXAMPLE)
+    manifest["metadata"] = {"name": name, "namespace": NAMESPACE}
+    manifest["spec"].update(spec)
+    return manifest
+
+
+def children(k8s: Cluster, round_name: str) -> dict[str, dict[str, Any]]:
+    found = {}
+    for kind in ("deployments", "services", "configmaps", "secrets"):
+        for item in k8s.items(kind):
+            if item["metadata"].get("labels", {}).get("xaynet.dev/round") == round_name:
+                found[f"{item['kind']}/{item['metadata']['name']}"] = item
+    return found
+
+
+@contextlib.contextmanager
+def stand_in_coordinator(k8s: Cluster, name: str, directory: Path, redis_url: str) -> Iterator[Any]:
+    """Run the coordinator the Deployment would run (its ConfigMap, its environment) where the
+    operator's settings say the round's coordinator answers."""
+    config_map = k8s.get("configmap", f"{name}-coordinator-config")
+    assert config_map is not None
+    directory = directory / "coordinator"
+    directory.mkdir()
+    port = k8s.coordinator_port
+    env = {
+        "XAYNET_REDIS__URL": redis_url,
+        "XAYNET_API__BIND_ADDRESS": f"127.0.0.1:{port}",
+        "XAYNET_MODEL_EXPORT__DIRECTORY": str(directory / "models"),
+    }
+    with coordinator_process(directory, config_map["data"]["config.toml"], port, env=env) as coordinator:
+        yield coordinator
+
+
+def _strict(schema: Any) -> Any:
+    """The CRD's structural schema as a real API server applies it: unknown fields refused."""
+    if isinstance(schema, list):
+        return [_strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    result = {key: _strict(value) for key, value in schema.items()}
+    if (
+        schema.get("type") == "object"
+        and "properties" in schema
+        and not schema.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        result["additionalProperties"] = False
+    return result
+
+
+def assert_valid_round(found: dict[str, Any], status_only: bool = False) -> None:
+    """The round, status included, passes the CRD's schema with unknown fields refused (the
+    emulator keeps whatever it is sent, a real API server would prune or refuse it).
+    `status_only`: the spec is invalid on purpose; check what the operator wrote."""
+    if status_only:
+        found = {**found, "spec": EXAMPLE["spec"]}
+    schema = _strict(CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+    schema["properties"].update(
+        {"apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"}}
+    )
+    validator = jsonschema.Draft4Validator(schema, format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER)
+    problems = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(found)]
+    assert problems == [], problems

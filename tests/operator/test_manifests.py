@@ -3,7 +3,9 @@ custom resources against the CRD's own schema, and the chart ships the same CRD.
 
 from __future__ import annotations
 
+import os
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -11,6 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.operator import pod_security
 from tests.operator.cluster import ROOT
 from xaynet.operator.children import coordinator, redis
 from xaynet.operator.children.model_configmap import model_config_map
@@ -40,16 +43,33 @@ def test_kustomizations_build(path: str) -> None:
 def test_builtin_kinds_of_the_install_validate() -> None:
     documents = _kustomize("k8s/base")
     kinds = {d["kind"] for d in documents}
-    assert kinds >= {
-        "CustomResourceDefinition",
-        "Deployment",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "ServiceAccount",
-        "Namespace",
-    }
+    assert kinds >= {"CustomResourceDefinition", "Deployment", "Service", "ServiceAccount", "Namespace"}
+    pods = 0
     for document in documents:
         _validate_builtin(document)
+        for pod in pod_security.pod_specs(document):
+            pods += 1
+            assert pod_security.violations(pod) == [], document["metadata"]["name"]
+    assert pods == 1
+
+
+def test_the_install_can_pin_the_operator_image_by_digest(tmp_path: Path) -> None:
+    digest = "sha256:" + "ab" * 32
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(ROOT / "k8s" / "base", tmp_path)],
+                "images": [{"name": "ghcr.io/xaynet/xaynet", "digest": digest}],
+            }
+        )
+    )
+    documents = _kustomize(str(tmp_path))
+    (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
+    assert (
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"] == f"ghcr.io/xaynet/xaynet@{digest}"
+    )
 
 
 def test_the_operators_children_validate() -> None:
@@ -107,13 +127,15 @@ def test_the_chart_ships_the_same_crd() -> None:
     ).read_text()
     assert yaml.safe_load((chart / "Chart.yaml").read_text())["name"] == "xaynet"
     values = yaml.safe_load((chart / "values.yaml").read_text())
-    assert {"image", "rbac", "serviceMonitor"} <= set(values)
+    assert {"image", "rbac", "serviceMonitor", "crds", "metrics"} <= set(values)
 
 
 def test_dockerfile_runs_as_non_root() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert "USER 10001" in text
-    assert 'ENTRYPOINT ["xaynet"]' in text
+    # /app/entrypoint runs `xaynet ARGS` (the pods' args); tests/test_image_contract.py runs it.
+    assert 'ENTRYPOINT ["/app/entrypoint"]' in text
+    assert 'exec xaynet "$@"' in (ROOT / "docker" / "entrypoint").read_text()
 
 
 def test_the_crd_and_the_spec_model_agree() -> None:

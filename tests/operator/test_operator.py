@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import contextlib
-import copy
 import signal
 import subprocess
 import sys
@@ -13,37 +11,32 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.operator.cluster import NAMESPACE, ROOT, Cluster, cluster
-from tests.processes import coordinator_process, free_port, redis_server, run_test_drive, wait_until
+from tests.operator.cluster import (
+    EXAMPLE,
+    NAMESPACE,
+    ROOT,
+    assert_valid_round,
+    children,
+    cluster,
+    round_manifest,
+    stand_in_coordinator,
+)
+from tests.processes import redis_server, run_test_drive, wait_until
 from xaynet.core.mask.model import GlobalModel
 
-EXAMPLE = yaml.safe_load((ROOT / "examples" / "round.yaml").read_text())
-
-
-def _round(name: str, **spec: Any) -> dict[str, Any]:
-    manifest = copy.deepcopy(EXAMPLE)
-    manifest["metadata"] = {"name": name, "namespace": NAMESPACE}
-    manifest["spec"].update(spec)
-    return manifest
-
-
-def _children(k8s: Cluster, round_name: str) -> dict[str, dict[str, Any]]:
-    found = {}
-    for kind in ("deployments", "services", "configmaps", "secrets"):
-        for item in k8s.items(kind):
-            if item["metadata"].get("labels", {}).get("xaynet.dev/round") == round_name:
-                found[f"{item['kind']}/{item['metadata']['name']}"] = item
-    return found
+_round = round_manifest
+_children = children
+_stand_in_coordinator = stand_in_coordinator
 
 
 def test_apply_example_and_get_rounds(tmp_path: Path) -> None:
     with cluster(tmp_path) as k8s:
         k8s.kubectl("apply", "-f", str(ROOT / "examples" / "round.yaml"))
-        k8s.wait_status(
-            "demo", lambda s: s.get("phase") == "Provisioning" and s.get("conditions"), "provisioning"
-        )
+        # the whole status is written by one reconcile: once observed, every condition is there
+        reconciled = k8s.reconciled("demo")
+        assert reconciled["status"]["phase"] == "Provisioning"
+        assert_valid_round(reconciled)
         table = k8s.kubectl("get", "rounds").stdout.splitlines()
         assert table[0].split() == [
             "NAME",
@@ -61,10 +54,22 @@ def test_apply_example_and_get_rounds(tmp_path: Path) -> None:
         assert k8s.kubectl("get", "fr").stdout.splitlines()[1].startswith("demo")
         listed = [line.split()[0] for line in k8s.kubectl("get", "all").stdout.splitlines()[1:]]
         assert any(name.endswith("demo") for name in listed), "category `all` includes rounds"
-        status = k8s.round_status("demo")
+        status = reconciled["status"]
         conditions = {c["type"]: c for c in status["conditions"]}
-        assert conditions["RedisReady"]["status"] == "True"
-        assert conditions["CoordinatorReady"]["status"] == "False"  # no pods in this cluster
+        # no pods in this cluster: nothing is claimed that was not checked
+        assert (conditions["RedisReady"]["status"], conditions["RedisReady"]["reason"]) == (
+            "False",
+            "RedisNotAvailable",
+        )
+        assert (conditions["CoordinatorReady"]["status"], conditions["CoordinatorReady"]["reason"]) == (
+            "False",
+            "Unreachable",
+        )
+        assert (conditions["Ready"]["status"], conditions["Ready"]["reason"]) == (
+            "False",
+            "CoordinatorNotReady",
+        )
+        assert reconciled["metadata"].get("finalizers") in (None, []), "a Managed round needs no finalizer"
         for condition in conditions.values():
             assert set(condition) >= {
                 "type",
@@ -202,26 +207,6 @@ def test_external_redis_finalizer_removes_only_the_rounds_keys(tmp_path: Path) -
         assert "removed the round's keys" in k8s.operator_log()
 
 
-@contextlib.contextmanager
-def _stand_in_coordinator(k8s: Cluster, name: str, tmp_path: Path, redis_url: str) -> Any:
-    """Run the coordinator the Deployment would run: its ConfigMap, its environment."""
-    config_map = k8s.get("configmap", f"{name}-coordinator-config")
-    assert config_map is not None
-    directory = tmp_path / "coordinator"
-    directory.mkdir()
-    port = free_port()
-    env = {
-        "XAYNET_REDIS__URL": redis_url,
-        "XAYNET_API__BIND_ADDRESS": f"127.0.0.1:{port}",
-        "XAYNET_MODEL_EXPORT__DIRECTORY": str(directory / "models"),
-    }
-    with coordinator_process(directory, config_map["data"]["config.toml"], port, env=env) as coordinator:
-        k8s.kubectl(
-            "annotate", "federatedround", name, f"xaynet.dev/coordinator-url={coordinator.url}", "--overwrite"
-        )
-        yield coordinator
-
-
 def test_rounds_are_followed_and_models_published(tmp_path: Path) -> None:
     pet = {
         "minSumTime": 1,
@@ -242,6 +227,7 @@ def test_rounds_are_followed_and_models_published(tmp_path: Path) -> None:
             status = k8s.wait_status("live", lambda s: s.get("phase") == "Succeeded", "the Succeeded phase")
             body = coordinator_body(coordinator.url)
         assert status["completedRounds"] == 2
+        assert_valid_round(k8s.get("federatedround", "live") or {})
         latest = status["latestModel"]
         model_map = k8s.get("configmap", latest["name"])
         assert model_map is not None
@@ -254,7 +240,7 @@ def test_rounds_are_followed_and_models_published(tmp_path: Path) -> None:
         assert coordinator_deployment is not None
         assert coordinator_deployment["spec"]["replicas"] == 0, "a finished round stops its coordinator"
         reasons = {event.get("reason") for event in k8s.items("events")}
-        assert {"PhaseChanged", "ModelPublished", "Succeeded"} <= reasons
+        assert {"PhaseChanged", "ModelPublished", "RoundsCompleted"} <= reasons
         assert "Succeeded" in k8s.kubectl("get", "rounds").stdout
 
 
@@ -313,9 +299,9 @@ def test_operator_restart_resumes_without_duplicates(tmp_path: Path) -> None:
         published = now.pop("ConfigMap/steady-global-model", None)
         assert now == versions, "the provisioned children were neither re-created nor touched"
         creates = [
-            line.split("?")[0]
-            for line in k8s.requests()[seen:]
-            if line.startswith("POST") and "/events" not in line
+            f"{method} {path.split('?')[0]}"
+            for method, path, _client in (line.split() for line in k8s.requests()[seen:])
+            if method == "POST" and "/events" not in path
         ]
         expected = [f"POST /api/v1/namespaces/{NAMESPACE}/configmaps"] if published else []
         assert creates == expected, "after the restart only a newly published model was created"
@@ -345,6 +331,7 @@ def test_a_model_too_large_for_a_configmap_is_published_as_an_artifact(tmp_path:
             assert drive.returncode == 0, drive.stdout + drive.stderr
             status = k8s.wait_status("big", lambda s: s.get("phase") == "Succeeded", "the Succeeded phase")
         latest = status["latestModel"]
+        assert_valid_round(k8s.get("federatedround", "big") or {})
         assert "name" not in latest, "no ConfigMap name: the model is an artifact"
         assert latest["size"] > 1024
         assert latest["artifact"]["url"] == f"{coordinator.url}/model"

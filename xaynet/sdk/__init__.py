@@ -22,6 +22,7 @@ from xaynet.sdk.errors import (
     ParticipantInit,
     ParticipantRestore,
 )
+from xaynet.sdk.flatten import flatten, unflatten
 from xaynet.sdk.participant import Events, Participant, PollSchedule, State
 from xaynet.sdk.tasks import Task
 
@@ -43,6 +44,8 @@ __all__ = [
     "PollSchedule",
     "State",
     "Task",
+    "flatten",
     "spawn_async_participant",
     "spawn_participant",
+    "unflatten",
 ]

@@ -16,7 +16,13 @@ from typing import TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import aiohttp
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from xaynet.core.bincode import RoundParameters, decode_seed_dict, decode_sum_dict
 from xaynet.core.errors import XaynetError
@@ -27,7 +33,34 @@ T = TypeVar("T")
 
 
 class _TransientError(Exception):
-    """A failure worth retrying: connection problems and 5xx answers."""
+    """A failure worth retrying: connection problems and 5xx answers (503 with `Retry-After`:
+    the coordinator's store is down, its multipart buffer is full, or it is a standby)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+MAX_RETRY_AFTER = 10.0  # seconds: a longer Retry-After is capped (the next tick retries anyway)
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return min(MAX_RETRY_AFTER, max(0.0, float(value))) if value else None
+    except ValueError:
+        return None  # an HTTP date: use our own backoff
+
+
+def _wait(backoff: Callable[[RetryCallState], float]) -> Callable[[RetryCallState], float]:
+    """Wait what the coordinator's `Retry-After` says, else the exponential backoff."""
+
+    def wait(state: RetryCallState) -> float:
+        failure = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(failure, _TransientError) and failure.retry_after is not None:
+            return failure.retry_after
+        return backoff(state)
+
+    return wait
 
 
 @dataclass(frozen=True)
@@ -68,7 +101,7 @@ class CoordinatorClient:
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(self._attempts),
-                wait=wait_exponential(multiplier=0.1, max=2.0),
+                wait=_wait(wait_exponential(multiplier=0.1, max=2.0)),
                 retry=retry_if_exception_type(_TransientError),
                 reraise=True,
             ):
@@ -128,8 +161,11 @@ class CoordinatorClient:
                     )
             except (aiohttp.ClientError, TimeoutError) as error:
                 raise _TransientError(f"{type(error).__name__}: {error}") from error
+            if answer.status == 503 and answer.reason == "chunks_missing":
+                return answer  # not final, and not worth the same bytes again: the caller acts
             if answer.status >= 500:
-                raise _TransientError(f"HTTP {answer.status} {answer.reason}".strip())
+                retry_after = _retry_after(response.headers.get("Retry-After"))
+                raise _TransientError(f"HTTP {answer.status} {answer.reason}".strip(), retry_after)
             return answer
 
         try:

@@ -33,6 +33,7 @@ from xaynet.core.mask.model import GlobalModel
 from xaynet.core.message.chunks import DEFAULT_MAX_MESSAGE_SIZE
 from xaynet.core.message.envelope import encode_messages
 from xaynet.core.message.payloads import Payload
+from xaynet.sdk.bounds import check_clamping
 from xaynet.sdk.client import CoordinatorClient, PostAnswer, join_url
 from xaynet.sdk.errors import (
     CoordinatorProtocolError,
@@ -45,6 +46,7 @@ from xaynet.sdk.tasks import Task, compose_sum, compose_sum2, compose_update, mo
 
 log = logging.getLogger("xaynet.sdk")
 STATE_VERSION = 1
+MAX_WHOLE_RESENDS = 3  # per message: after that the last chunk is retried like the wheel does
 
 
 class State(enum.StrEnum):
@@ -96,6 +98,8 @@ class _Round:
     task: Task = Task.NONE
     ephemeral: EncryptKeyPair | None = None
     pending: list[bytes] = field(default_factory=list)  # plaintexts still to seal and send
+    message: list[bytes] = field(default_factory=list)  # every plaintext of the message being sent
+    resends: int = 0  # whole-message re-sends after the coordinator lost its chunks
     retry_body: bytes | None = None  # sealed bytes whose POST failed: re-sent identically
     after_sending: State = State.AWAITING
 
@@ -133,6 +137,7 @@ class Participant:
         self._local_model: Any = None
         self.wants_model = False
         self.new_global_model = False
+        self.clamping_warned = False  # the bound-clamping warning is given once per participant
         join_url(coordinator_url, "params")  # a bad URL fails here, at construction
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -247,6 +252,8 @@ class Participant:
     def _queue(self, params: RoundParameters, payload: Payload, after: State) -> None:
         started = time.perf_counter()
         self.round.pending = encode_messages(self.keys, params.pk, payload, self.max_message_size)
+        self.round.message = list(self.round.pending)
+        self.round.resends = 0
         self.events.worked(self.round.task, time.perf_counter() - started)
         self.round.after_sending = after
         self.round.state = State.SENDING
@@ -262,8 +269,22 @@ class Participant:
             self.wants_model = True
             return False
         self._local_model = None
+        self._warn_if_clamped(params, model)
         compose = functools.partial(compose_update, self.keys, params, sums, model, scalar=self.scalar)
         return await self._compose_and_queue(params, compose, "the local model does not fit this round")
+
+    def _warn_if_clamped(self, params: RoundParameters, model: Any) -> None:
+        """Say once when the round's bound clamps the model (times the scalar) or the scalar:
+        the original masks it silently and the global model comes out bent."""
+        if self.clamping_warned:
+            return
+        try:
+            clamping = check_clamping(model, self.scalar, params.mask_config)
+        except XaynetError:
+            return  # not a model of this round at all: composing reports that
+        if clamping is not None:
+            self.clamping_warned = True
+            log.warning("%s (warned once per participant)", clamping.message())
 
     async def _sum2(self, params: RoundParameters) -> bool:
         seeds = await self.client.seeds(self.keys.public)
@@ -306,6 +327,14 @@ class Participant:
             current.retry_body = None
             progressed = True
             self.events.sent(current.task, answer, len(body))
+            if answer.reason == "chunks_missing" and current.resends < MAX_WHOLE_RESENDS:
+                # The last chunk's answer is not final: the coordinator no longer holds the
+                # earlier chunks (evicted under its byte budget, or lost with its memory).
+                # The wheel would re-post only this chunk forever; we send the whole message.
+                log.info("the coordinator lost chunks of our message: sending all of it again")
+                current.resends += 1
+                current.pending = list(current.message)
+                continue
             if answer.status == 400:
                 # After a round change the old round's messages no longer open ("decrypt"):
                 # expected, and the next tick starts the new round.
@@ -330,6 +359,7 @@ class Participant:
             "task": int(current.task),
             "ephemeral_secret": current.ephemeral.secret.hex() if current.ephemeral else None,
             "pending": [m.hex() for m in current.pending],
+            "message": [m.hex() for m in current.message],
             "retry_body": current.retry_body.hex() if current.retry_body else None,
             "after_sending": current.after_sending.value,
         }
@@ -358,6 +388,7 @@ class Participant:
                 task=Task(data["task"]),
                 ephemeral=EncryptKeyPair.from_secret(bytes.fromhex(secret)) if secret else None,
                 pending=[bytes.fromhex(m) for m in data["pending"]],
+                message=[bytes.fromhex(m) for m in data.get("message", [])],
                 retry_body=bytes.fromhex(data["retry_body"]) if data["retry_body"] else None,
                 after_sending=State(data["after_sending"]),
             )

@@ -7,14 +7,16 @@ the requested number of global models, 1 if the coordinator is unreachable or ga
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import numpy as np
 
 from xaynet.core.bincode import RoundParameters
-from xaynet.sdk.client import PostAnswer
+from xaynet.sdk.client import CoordinatorClient, PostAnswer
 from xaynet.sdk.errors import CoordinatorProtocolError, CoordinatorUnreachableError
 from xaynet.sdk.participant import Events, Participant
 from xaynet.sdk.tasks import Task
@@ -40,22 +42,27 @@ async def run_participant(
     rng = np.random.default_rng(seed)
     stop = asyncio.Event()
     seen: list[str] = []
+    sum_messages_sent = 0  # a sum participant's first message is "sum", its second "sum2"
 
     def model(params: RoundParameters) -> Any:
         return fixed if fixed is not None else rng.uniform(-1, 1, params.model_length).astype(np.float32)
 
     def new_round(params: RoundParameters) -> None:
+        nonlocal sum_messages_sent
+        sum_messages_sent = 0
         print(f"new round: model length {params.model_length}, {params.mask_config.vect}", flush=True)
 
     def task(chosen: Task, _params: RoundParameters) -> None:
         print(f"task: {chosen.name.lower()}", flush=True)
 
     def sent(chosen: Task, answer: PostAnswer, size: int) -> None:
+        nonlocal sum_messages_sent
+        name = chosen.name.lower()
+        if chosen is Task.SUM and answer.result != "buffered":  # a chunk of a longer message
+            sum_messages_sent += 1
+            name = "sum" if sum_messages_sent == 1 else "sum2"
         verdict = answer.result or f"HTTP {answer.status}"
-        print(
-            f"sent {chosen.name.lower()} message ({size} bytes): {verdict} {answer.reason}".rstrip(),
-            flush=True,
-        )
+        print(f"sent {name} message ({size} bytes): {verdict} {answer.reason}".rstrip(), flush=True)
 
     participant = Participant(
         url,
@@ -80,6 +87,8 @@ async def run_participant(
                         stop.set()
 
     watcher = asyncio.create_task(watch_models())
+    print(f"waiting for the coordinator at {url} (giving up after {give_up_after:g} s)", flush=True)
+    announcer = asyncio.create_task(_announce_trouble(participant, url, give_up_after, stop))
     try:
         await participant.run(stop)
     except (CoordinatorUnreachableError, CoordinatorProtocolError) as error:
@@ -88,4 +97,24 @@ async def run_participant(
     finally:
         stop.set()
         await watcher
+        announcer.cancel()
     return 0
+
+
+async def _announce_trouble(
+    participant: Participant, url: str, give_up_after: float, stop: asyncio.Event
+) -> None:
+    """Say why nothing happens while the coordinator does not answer (instead of silence)."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with aiohttp.ClientSession() as session:
+        probe = CoordinatorClient(url, session, attempts=1, timeout=5.0)
+        while not stop.is_set() and participant.params is None:
+            try:
+                await probe.params()
+                return
+            except (CoordinatorUnreachableError, CoordinatorProtocolError) as error:
+                left = max(0.0, give_up_after - (loop.time() - started))
+                print(f"no answer from {url} yet ({error.message}); giving up in {left:.0f} s", flush=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), min(10.0, max(1.0, give_up_after / 4)))

@@ -11,13 +11,17 @@ from __future__ import annotations
 import math
 
 from xaynet.coordinator.settings import Settings
+from xaynet.core.mask.config import BoundType
+from xaynet.sdk.bounds import bound_name
 
 
 def sum_probability(participants: int) -> float:
     return min(0.3, max(0.01, 5 / participants))
 
 
-def embedded_settings(participants: int, model_length: int, port: int = 0) -> Settings:
+def embedded_settings(
+    participants: int, model_length: int, port: int = 0, bound_type: BoundType = BoundType.B0
+) -> Settings:
     p_sum = sum_probability(participants)
     expected_updates = participants * (1 - p_sum)
     spread = math.sqrt(participants * p_sum * (1 - p_sum))
@@ -42,7 +46,12 @@ def embedded_settings(participants: int, model_length: int, port: int = 0) -> Se
                 "sum": p_sum,
                 "update": 1.0,
             },
-            "mask": {"group_type": "Prime", "data_type": "F32", "bound_type": "B0", "model_type": "M3"},
+            "mask": {
+                "group_type": "Prime",
+                "data_type": "F32",
+                "bound_type": bound_name(bound_type),
+                "model_type": "M3",
+            },
             "model": {"length": model_length},
             "log": {"filter": "warn"},
         }

@@ -38,6 +38,7 @@ class RoundRecord:
     finished: float | None = None
     max_error: float | None = None
     verdict: str = "running"
+    accuracy: float | None = None  # of the global model on a test set (learning tasks only)
 
 
 class Recorder:

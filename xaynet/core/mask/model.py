@@ -107,6 +107,12 @@ class GlobalModel:
         (count,) = struct.unpack_from("<Q", view)
         if count > (len(view) - 8) // 18:
             raise LengthError(f"the model announces {count} weights, the body is too short")
+        terms = _decode_int64_terms(view, 2 * count)
+        if terms is not None:
+            if count and (terms[1::2] == 0).any():
+                raise DecodeError("a model weight has denominator 0")
+            return cls.from_fractions(terms[0::2], terms[1::2])
+        # Some number needs more than 63 bits (or the body is malformed: this names where).
         values: list[int] = []
         pos = 8
         for _ in range(2 * count):
@@ -180,6 +186,71 @@ def _encode_int64_terms(terms: npt.NDArray[np.int64]) -> bytes:
         out[starts[has_low] + 9 + j] = low[has_low, j]
         out[starts[has_high] + 13 + j] = high[has_high, j]
     return out.tobytes()
+
+
+def _decode_int64_terms(view: memoryview, n_terms: int) -> npt.NDArray[np.int64] | None:
+    """Vectorised BigInt decoding when every term has at most two digits and fits int64.
+
+    Records are `i8 sign ‖ u64 digit count ‖ digits`, so where record i+1 starts depends on
+    every earlier count. Candidates are the offsets that look like a record head (sign byte
+    0/1/-1, count 0..2 with seven zero high bytes); each points at the offset after its record,
+    and pointer doubling (log2 n rounds of numpy gathers) marks the chain that starts at byte
+    8 — the real records. None when that chain breaks (a longer number, or a malformed body):
+    the per-number decoder then handles it and names the problem.
+    """
+    data = np.frombuffer(view, dtype=np.uint8)
+    size = len(data)
+    if n_terms == 0:
+        return np.zeros(0, dtype=np.int64)
+    low_end = size - 9  # the last offset where a 9-byte head fits
+    if low_end < 8:
+        return None
+    # Overlapping little-endian views: u64_at[i] / u32_at[i] read the 8 / 4 bytes from offset i.
+    u64_at = np.ndarray((size - 7,), dtype="<u8", buffer=data, strides=(1,))
+    u32_at = np.ndarray((size - 3,), dtype="<u4", buffer=data, strides=(1,))
+    sign = data[8 : low_end + 1]
+    ok = u64_at[9 : low_end + 2] <= 2
+    ok &= (sign == 0) | (sign == 1) | (sign == 255)
+    candidates = np.flatnonzero(ok) + 8
+    if len(candidates) == 0 or candidates[0] != 8:
+        return None
+    digits = data[candidates + 1].astype(np.int64)
+    following = candidates + 9 + 4 * digits
+    m = len(candidates)
+    jump = np.searchsorted(candidates, following)
+    jump[jump >= m] = m
+    linked = jump < m
+    linked[linked] = candidates[jump[linked]] == following[linked]
+    jump[~linked] = m  # a dead end (or the body's end): the sentinel
+    jump = np.append(jump, m)
+    on_chain = np.zeros(m + 1, dtype=bool)
+    on_chain[0] = True
+    reach = 1
+    while reach < n_terms:
+        on_chain[jump[on_chain]] = True
+        jump = jump[jump]
+        reach *= 2
+    chain = np.flatnonzero(on_chain[:m])[:n_terms]
+    if len(chain) < n_terms:
+        return None
+    starts = candidates[chain]
+    counts = digits[chain]
+    if starts[-1] + 9 + 4 * counts[-1] > size:
+        return None
+
+    def digit(offset: npt.NDArray[np.int64], present: npt.NDArray[np.bool_]) -> npt.NDArray[np.uint64]:
+        value = u32_at[np.where(present, np.minimum(offset, size - 4), 0)].astype(np.uint64)
+        return np.where(present, value, np.uint64(0))
+
+    low = digit(starts + 9, counts >= 1)
+    high = digit(starts + 13, counts >= 2)
+    if (high >= np.uint64(1 << 31)).any():
+        return None  # does not fit int64
+    magnitude = (low | (high << np.uint64(32))).astype(np.int64)
+    signs = data[starts].view(np.int8).astype(np.int64)
+    if ((signs == 0) != (magnitude == 0)).any():
+        raise DecodeError("a BigInt's sign does not match its magnitude")
+    return np.asarray(signs * magnitude, dtype=np.int64)
 
 
 def _encode_bigint(value: int) -> bytes:

@@ -6,7 +6,9 @@ read little-endian without masking high bits, and is rejected when >= q. One uni
 is drawn first, then the model's elements in order. Wire compatibility forbids a cheaper
 scheme (an original sum participant must derive the same mask from our seed), so the job
 is to make this one fast: the keystream comes from `cryptography` (OpenSSL ChaCha20) in
-cache-sized chunks, and each chunk is viewed, masked, compared and filtered by numpy.
+cache-sized chunks, and each chunk is filtered in one pass by the compiled kernel of
+`kernel.py` (numba, the `fast` extra) or, without it, by numpy's separate passes. Both paths
+give the same bytes (tests/core/test_mask_kernel.py).
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ import numpy.typing as npt
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
 from xaynet.core.errors import LengthError
+from xaynet.core.mask import kernel as compiled_kernel
 from xaynet.core.mask.config import MaskConfig, MaskConfigPair
 from xaynet.core.mask.elements import Elements, decode_elements
 from xaynet.core.mask.object import MaskObject
 
 SEED_LENGTH = 32
-_CHUNK_BYTES = 1 << 21  # keystream generated per step: fits in cache, bounds memory
+_CHUNK_BYTES = 1 << 21  # keystream generated per numpy step: fits in cache, bounds memory
+_KERNEL_CHUNK_BYTES = 1 << 19  # per kernel step: read back from L2 (half of one core's)
 _ZEROS = bytes(_CHUNK_BYTES)
 
 
@@ -47,8 +51,8 @@ class Keystream:
     For the first 2^32 blocks it equals RFC 8439 ChaCha20 with a zero nonce and counter 0;
     `cryptography` takes a 16-byte nonce whose first 4 bytes are that counter. Bytes handed
     back with `unread` are returned again by the next `read`, so callers can consume exactly
-    as much as the original does. `read_chunk` fills a reused buffer (no page faults from
-    fresh allocations); its result is only valid until the next call.
+    as much as the original does. `read_chunk` fills a reused, writable buffer (no page
+    faults from fresh allocations); its result is only valid until the next call.
     """
 
     def __init__(self, seed: bytes) -> None:
@@ -63,19 +67,17 @@ class Keystream:
         return bytes(self.read_chunk(size))
 
     def read_chunk(self, size: int) -> memoryview:
-        if size <= len(self._pending):
-            head, self._pending = self._pending[:size], self._pending[size:]
-            self.consumed += size
-            return memoryview(head)
-        fresh = size - len(self._pending)
-        zeros = memoryview(_ZEROS)[:fresh] if fresh <= _CHUNK_BYTES else memoryview(bytes(fresh))
-        out = _SCRATCH.keystream if fresh <= _CHUNK_BYTES else bytearray(fresh)
-        view = memoryview(out)[:fresh]
-        self._encryptor.update_into(zeros, view)
+        out = _SCRATCH.keystream if size <= _CHUNK_BYTES else bytearray(size)
+        view = memoryview(out)[:size]
+        given = min(size, len(self._pending))
+        if given:
+            view[:given] = self._pending[:given]
+            self._pending = self._pending[given:]
+        fresh = size - given
+        if fresh:
+            zeros = memoryview(_ZEROS)[:fresh] if fresh <= _CHUNK_BYTES else memoryview(bytes(fresh))
+            self._encryptor.update_into(zeros, view[given:])
         self.consumed += size
-        if self._pending:
-            joined, self._pending = self._pending + bytes(view), b""
-            return memoryview(joined)
         return view
 
     def unread(self, data: bytes | memoryview) -> None:
@@ -120,8 +122,48 @@ def _acceptance(order: int, draw: int) -> float:
     return (order >> (bits - 60)) / float(1 << 60)
 
 
-def draw_elements(stream: Keystream, config: MaskConfig, count: int) -> Elements:
-    """Draw `count` uniform elements below `config.order`, consuming exactly what Rust does."""
+def draw_elements(stream: Keystream, config: MaskConfig, count: int, *, compiled: bool = True) -> Elements:
+    """Draw `count` uniform elements below `config.order`, consuming exactly what Rust does.
+
+    `compiled=False` forces the numpy path (the compiled one is used when numba is installed
+    and the elements fit uint64).
+    """
+    kernel = compiled_kernel.load() if compiled and config.fits_uint64 and count > 0 else None
+    if kernel is not None:
+        return _draw_compiled(stream, config, count, kernel)
+    return _draw_numpy(stream, config, count)
+
+
+def _attempts_for(missing: int, acceptance: float, stride: int, chunk_bytes: int) -> int:
+    """Attempts to read for `missing` elements: a little more than expected, at most a chunk."""
+    return min(max(16, math.ceil(missing / acceptance * 1.02) + 8), max(1, chunk_bytes // stride))
+
+
+def _draw_compiled(
+    stream: Keystream, config: MaskConfig, count: int, kernel: compiled_kernel.Kernel
+) -> Elements:
+    """The kernel filters each chunk in one pass; the unused rest goes back to the stream.
+
+    Only for configs whose elements fit uint64: their orders are >= 2^44, so an attempt is
+    6 to 8 bytes and always consumes one 8-byte word.
+    """
+    order, draw = config.order, config.draw_bytes
+    keep = np.uint64((1 << (8 * draw)) - 1)
+    acceptance = _acceptance(order, draw)
+    out = np.empty(count, dtype=np.uint64)
+    filled = 0
+    while filled < count:
+        attempts = _attempts_for(count - filled, acceptance, 8, _KERNEL_CHUNK_BYTES)
+        chunk = stream.read_chunk(attempts * 8)
+        words = np.frombuffer(chunk, dtype=np.uint64, count=attempts)
+        filled, used = kernel(words, keep, np.uint64(order), out, filled, count)
+        if used < attempts:
+            stream.unread(chunk[used * 8 :])
+    return out
+
+
+def _draw_numpy(stream: Keystream, config: MaskConfig, count: int) -> Elements:
+    """numpy's passes per chunk (view, mask, compare, index); any config, incl. wide ones."""
     order, draw = config.order, config.draw_bytes
     stride = _word_stride(draw)
     wide = not config.fits_uint64
@@ -129,15 +171,16 @@ def draw_elements(stream: Keystream, config: MaskConfig, count: int) -> Elements
     parts: list[Elements] = []
     missing = count
     while missing > 0:
-        attempts = max(16, math.ceil(missing / acceptance * 1.02) + 8)
-        attempts = min(attempts, max(1, _CHUNK_BYTES // stride))
+        attempts = _attempts_for(missing, acceptance, stride, _CHUNK_BYTES)
         chunk = stream.read_chunk(attempts * stride)
         values, below = _accepted(chunk, order, draw, stride, wide)
-        if len(values) > missing:
+        if len(values) >= missing:
             # Give back the keystream after the last attempt we use, so the next draw (with
-            # possibly another config) starts exactly where the original's would.
+            # possibly another config, whose acceptance differs) starts exactly where the
+            # original's would.
             used = (int(np.flatnonzero(below)[missing - 1]) + 1) * stride
-            stream.unread(chunk[used:])
+            if used < len(chunk):
+                stream.unread(chunk[used:])
             values = values[:missing]
         parts.append(values)
         missing -= len(values)
@@ -146,9 +189,12 @@ def draw_elements(stream: Keystream, config: MaskConfig, count: int) -> Elements
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
-def derive_mask(seed: bytes, configs: MaskConfigPair, length: int) -> MaskObject:
-    """The mask a seed stands for: one unit element first, then `length` vector elements."""
+def derive_mask(seed: bytes, configs: MaskConfigPair, length: int, *, compiled: bool = True) -> MaskObject:
+    """The mask a seed stands for: one unit element first, then `length` vector elements.
+
+    `compiled=False` forces the numpy path (tests compare the two).
+    """
     stream = Keystream(seed)
-    unit = int(draw_elements(stream, configs.unit, 1)[0])
-    vect = draw_elements(stream, configs.vect, length)
+    unit = int(draw_elements(stream, configs.unit, 1, compiled=compiled)[0])
+    vect = draw_elements(stream, configs.vect, length, compiled=compiled)
     return MaskObject(configs.vect, vect, configs.unit, unit)

@@ -1,14 +1,24 @@
-"""Reassembly of multipart messages, with limits and expiry.
+"""Reassembly of multipart messages under one global byte budget, oldest group evicted first.
 
 The original buffers chunk groups forever (WIRE.md §4.5), so a client that never sends its
-last chunk leaks memory. Here every group has a deadline, the total buffered bytes and the
-number of open groups are capped, and a group must be exactly ids 0..last with LAST on the
-highest id (every observed client obeys this). Time is passed in, so this stays pure and
-testable; the coordinator calls `expire` on its clock and `clear` when a phase ends.
+last chunk leaks memory, and a cap on open messages turns into a denial of service: self-made
+keys pass every check a chunk can have, so per-sender budgets do not help. Here all senders
+share one byte budget (and a cap on open groups); a chunk that does not fit evicts the group
+that was extended least recently, so a participant who sends its chunks back to back completes
+while an attacker keeps refilling the buffer with first chunks. Only a chunk whose own message
+could not fit even in an empty buffer is refused for capacity (`FULL`, a retryable answer).
+
+A complete group is *not* dropped on completion: its owner releases it once the message's
+outcome is final (`release`), so a store failure or a crash while the message is processed
+leaves the chunks for the client's retry of the last chunk. A group must be exactly ids
+0..last with LAST on the highest id (every observed client obeys this). Time is passed in,
+so this stays pure; the same rules run as a Lua script in the Redis store.
 """
 
 from __future__ import annotations
 
+import enum
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from xaynet.core.errors import MultipartError
@@ -16,11 +26,49 @@ from xaynet.core.message.chunks import ChunkPayload
 from xaynet.core.message.header import Tag
 
 
+@dataclass(frozen=True)
+class ChunkGroup:
+    """The chunks of one message: same tag, same participant, same message id."""
+
+    tag: Tag
+    participant_pk: bytes
+    message_id: int
+
+    @property
+    def name(self) -> str:
+        return f"{int(self.tag)}:{self.participant_pk.hex()}:{self.message_id}"
+
+
+@dataclass(frozen=True)
+class ChunkLimits:
+    max_message_bytes: int
+    max_total_bytes: int = 256 * 1024 * 1024
+    max_groups: int = 10_000
+    ttl_seconds: float = 600.0
+
+
+class ChunkStatus(enum.StrEnum):
+    BUFFERED = "buffered"  # kept; more chunks are needed
+    COMPLETE = "complete"  # every chunk is here: `payload` is the whole message
+    MISSING = "missing"  # the last chunk arrived but earlier ones are gone (evicted, lost)
+    DONE = "done"  # this message was already accepted; its chunks were released
+    CONFLICT = "conflict"  # cannot belong to a well-formed message
+    TOO_LARGE = "too_large"  # the message exceeds the largest message of the round
+    FULL = "full"  # the message cannot fit the budget even alone; retry later
+
+
+@dataclass(frozen=True)
+class ChunkPut:
+    status: ChunkStatus
+    payload: bytes = b""
+    detail: str = ""
+    evicted: int = 0
+
+
 @dataclass
 class _Group:
-    tag: Tag
-    coordinator_pk: bytes
     started: float
+    touched: float
     chunks: dict[int, bytes] = field(default_factory=dict)
     last_id: int | None = None
     size: int = 0
@@ -36,14 +84,25 @@ class AssembledMessage:
 
 @dataclass
 class ChunkAssembler:
-    """Collects chunks per (participant pk, message id) until a group is complete."""
+    """Chunk groups in memory (the memory store's engine; the Redis store mirrors it in Lua)."""
 
     max_message_bytes: int
     max_total_bytes: int = 256 * 1024 * 1024
     max_groups: int = 10_000
     ttl_seconds: float = 600.0
-    _groups: dict[tuple[bytes, int], _Group] = field(default_factory=dict, init=False)
+    _groups: OrderedDict[ChunkGroup, _Group] = field(default_factory=OrderedDict, init=False)
+    _done: set[ChunkGroup] = field(default_factory=set, init=False)
     _total: int = field(default=0, init=False)
+
+    @property
+    def limits(self) -> ChunkLimits:
+        return ChunkLimits(self.max_message_bytes, self.max_total_bytes, self.max_groups, self.ttl_seconds)
+
+    def use(self, limits: ChunkLimits) -> None:
+        self.max_message_bytes = limits.max_message_bytes
+        self.max_total_bytes = limits.max_total_bytes
+        self.max_groups = limits.max_groups
+        self.ttl_seconds = limits.ttl_seconds
 
     @property
     def buffered_bytes(self) -> int:
@@ -52,64 +111,118 @@ class ChunkAssembler:
     def __len__(self) -> int:
         return len(self._groups)
 
-    def add(
-        self, participant_pk: bytes, coordinator_pk: bytes, tag: Tag, chunk: ChunkPayload, now: float
-    ) -> AssembledMessage | None:
-        """Buffer one verified chunk; return the whole message once it is complete.
-
-        Raises `MultipartError` (and changes nothing) for a chunk that cannot belong to a
-        well-formed message or would exceed a limit.
-        """
-        key = (participant_pk, chunk.message_id)
-        group = self._groups.get(key)
+    def put(self, group_key: ChunkGroup, chunk: ChunkPayload, now: float) -> ChunkPut:
+        """Keep one verified chunk (evicting least recently extended groups to make room)."""
+        if group_key in self._done:
+            return ChunkPut(ChunkStatus.DONE)
+        group = self._groups.get(group_key)
+        if group is not None:
+            conflict = _conflict(group, chunk)
+            if conflict:
+                return ChunkPut(ChunkStatus.CONFLICT, detail=conflict)
+            if chunk.chunk_id in group.chunks:  # an identical retry of a chunk we hold
+                group.touched = now
+                self._groups.move_to_end(group_key)
+                return self._state(group, chunk)
+        size = (group.size if group else 0) + len(chunk.data)
+        if size > self.max_message_bytes:
+            return ChunkPut(
+                ChunkStatus.TOO_LARGE, detail=f"the multipart message exceeds {self.max_message_bytes} bytes"
+            )
+        if size > self.max_total_bytes:
+            return ChunkPut(ChunkStatus.FULL, detail="the multipart buffer cannot hold this message now")
+        evicted = self._make_room(group_key, len(chunk.data), group is None, now)
         if group is None:
-            if len(self._groups) >= self.max_groups:
-                raise MultipartError("too many multipart messages are being assembled; retry later")
-            group = _Group(tag, coordinator_pk, now)
-        elif group.tag != tag or group.coordinator_pk != coordinator_pk:
-            raise MultipartError("a chunk's tag or round key differs from the rest of its message")
-        self._check(group, chunk)
-        if chunk.chunk_id in group.chunks:
-            return None  # an identical retry of a chunk we hold
-        if group.size + len(chunk.data) > self.max_message_bytes:
-            raise MultipartError(f"the multipart message exceeds {self.max_message_bytes} bytes")
-        if self._total + len(chunk.data) > self.max_total_bytes:
-            raise MultipartError("the multipart buffer is full; retry later")
+            group = _Group(now, now)
+            self._groups[group_key] = group
         group.chunks[chunk.chunk_id] = chunk.data
         group.size += len(chunk.data)
+        group.touched = now
+        self._groups.move_to_end(group_key)
         self._total += len(chunk.data)
         if chunk.last:
             group.last_id = chunk.chunk_id
-        self._groups[key] = group
-        if group.last_id is not None and len(group.chunks) == group.last_id + 1:
-            del self._groups[key]
-            self._total -= group.size
-            payload = b"".join(group.chunks[i] for i in range(group.last_id + 1))
-            return AssembledMessage(participant_pk, coordinator_pk, tag, payload)
-        return None
+        state = self._state(group, chunk)
+        return ChunkPut(state.status, state.payload, state.detail, evicted)
+
+    def _make_room(self, keep: ChunkGroup, size: int, new_group: bool, now: float) -> int:
+        evicted = 0
+        for key in [k for k, g in self._groups.items() if k != keep and now - g.touched > self.ttl_seconds]:
+            self._drop(key)
+            evicted += 1
+        full = new_group and len(self._groups) >= self.max_groups
+        while self._total + size > self.max_total_bytes or full:
+            oldest = next((k for k in self._groups if k != keep), None)
+            if oldest is None:  # pragma: no cover - excluded by the size check in `put`
+                break
+            self._drop(oldest)
+            evicted += 1
+            full = new_group and len(self._groups) >= self.max_groups
+        return evicted
 
     @staticmethod
-    def _check(group: _Group, chunk: ChunkPayload) -> None:
-        held = group.chunks.get(chunk.chunk_id)
-        if held is not None and held != chunk.data:
-            raise MultipartError(f"chunk {chunk.chunk_id} arrived twice with different data")
-        if group.last_id is not None and chunk.chunk_id > group.last_id:
-            raise MultipartError(f"chunk {chunk.chunk_id} comes after the last chunk {group.last_id}")
-        if chunk.last and group.chunks and chunk.chunk_id < max(group.chunks):
-            raise MultipartError(f"chunk {chunk.chunk_id} is marked last but a higher id exists")
-        if chunk.last and group.last_id is not None and group.last_id != chunk.chunk_id:
-            raise MultipartError("two different chunks are marked last")
+    def _state(group: _Group, chunk: ChunkPayload) -> ChunkPut:
+        if group.last_id is None:
+            return ChunkPut(ChunkStatus.BUFFERED)
+        if len(group.chunks) == group.last_id + 1:
+            return ChunkPut(ChunkStatus.COMPLETE, b"".join(group.chunks[i] for i in range(group.last_id + 1)))
+        if chunk.last:
+            missing = [i for i in range(group.last_id) if i not in group.chunks]
+            return ChunkPut(ChunkStatus.MISSING, detail=f"chunks {missing[:8]} of this message are missing")
+        return ChunkPut(ChunkStatus.BUFFERED)
+
+    def _drop(self, key: ChunkGroup) -> None:
+        group = self._groups.pop(key, None)
+        if group is not None:
+            self._total -= group.size
+
+    def release(self, group_key: ChunkGroup, accepted: bool = False) -> None:
+        """The message's outcome is final: drop its chunks (remember it if it was accepted)."""
+        self._drop(group_key)
+        if accepted:
+            self._done.add(group_key)
+
+    def add(
+        self, participant_pk: bytes, coordinator_pk: bytes, tag: Tag, chunk: ChunkPayload, now: float
+    ) -> AssembledMessage | None:
+        """Buffer a chunk; return the whole message (and drop its group) once complete.
+
+        Raises `MultipartError` for a chunk that cannot belong to a well-formed message or
+        does not fit; convenient where nothing can fail between completion and use.
+        """
+        key = ChunkGroup(tag, participant_pk, chunk.message_id)
+        put = self.put(key, chunk, now)
+        if put.status in (ChunkStatus.CONFLICT, ChunkStatus.TOO_LARGE, ChunkStatus.FULL):
+            raise MultipartError(put.detail)
+        if put.status is not ChunkStatus.COMPLETE:
+            return None
+        self.release(key)
+        return AssembledMessage(participant_pk, coordinator_pk, tag, put.payload)
 
     def expire(self, now: float) -> int:
-        """Drop groups older than the TTL; return how many were dropped."""
-        stale = [k for k, g in self._groups.items() if now - g.started > self.ttl_seconds]
+        """Drop groups not extended for longer than the TTL; return how many were dropped."""
+        stale = [k for k, g in self._groups.items() if now - g.touched > self.ttl_seconds]
         for key in stale:
-            self._total -= self._groups.pop(key).size
+            self._drop(key)
         return len(stale)
 
     def clear(self) -> int:
-        """Drop every partial message (a phase or round ended); return how many."""
+        """Drop every partial message (the round ended); return how many."""
         dropped = len(self._groups)
         self._groups.clear()
+        self._done.clear()
         self._total = 0
         return dropped
+
+
+def _conflict(group: _Group, chunk: ChunkPayload) -> str:
+    held = group.chunks.get(chunk.chunk_id)
+    if held is not None and held != chunk.data:
+        return f"chunk {chunk.chunk_id} arrived twice with different data"
+    if group.last_id is not None and chunk.chunk_id > group.last_id:
+        return f"chunk {chunk.chunk_id} comes after the last chunk {group.last_id}"
+    if chunk.last and group.chunks and chunk.chunk_id < max(group.chunks):
+        return f"chunk {chunk.chunk_id} is marked last but a higher id exists"
+    if chunk.last and group.last_id is not None and group.last_id != chunk.chunk_id:
+        return "two different chunks are marked last"
+    return ""

@@ -1,0 +1,137 @@
+"""Our SDK re-sends the whole message when the last chunk's answer says the coordinator lost
+the earlier chunks (evicted under its multipart byte budget): the update still counts.
+
+A real coordinator process with a small budget; while one participant is between its chunks,
+self-made keys flood the buffer with first chunks, evicting that participant's message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from pathlib import Path
+
+import numpy as np
+
+from tests import models
+from tests.pet_client import PetClient, keys_for
+from tests.processes import coordinator_process, free_port, http_post, pet_config, wait_until
+from xaynet.core.bincode import RoundParameters
+from xaynet.core.crypto import SigningKeyPair, seal
+from xaynet.core.mask.model import GlobalModel
+from xaynet.core.message.chunks import ChunkPayload
+from xaynet.core.message.envelope import sign_message
+from xaynet.core.message.header import Tag
+from xaynet.sdk import Participant, PollSchedule, Task
+from xaynet.sdk.client import PostAnswer
+from xaynet.sdk.participant import Events
+
+FAST = PollSchedule(minimum=0.05, maximum=0.2)
+HEAD, TOTAL = 4, 3
+BUDGET = 50_000
+
+
+def flood(url: str, params: RoundParameters, count: int = 6) -> None:
+    for _ in range(count):
+        keys = SigningKeyPair.generate()
+        chunk = ChunkPayload(0, secrets.randbelow(1 << 16), False, secrets.token_bytes(10_000))
+        body = seal(params.pk, sign_message(keys, params.pk, Tag.UPDATE, chunk.to_bytes(), multipart=True))
+        assert http_post(url + "/message", body)[0] == 200
+
+
+def test_the_whole_message_is_resent_when_its_chunks_were_evicted(tmp_path: Path) -> None:
+    port = free_port()
+    config = pet_config(
+        HEAD + TOTAL,
+        port=port,
+        sum_prob=0.4,
+        min_update_count=3,
+        times=(1, 0, 0),
+        max_time=120,
+        extra=f"[multipart]\nmax_buffer_bytes = {BUDGET}\n",
+    )
+    with coordinator_process(tmp_path, config, port) as coordinator:
+        client = PetClient(coordinator.url)
+        params = client.params()
+        wait_until(lambda: coordinator.status()["phase"] == "sum", 30, "the sum phase")
+        params = client.params()
+        summer = keys_for(params, Task.SUM)
+        updaters = [keys_for(params, Task.UPDATE) for _ in range(TOTAL)]
+        answers: list[PostAnswer] = []
+
+        def evict_between_chunks(task: Task, answer: PostAnswer, _size: int) -> None:
+            if answers and answers[-1].result == "accepted":
+                return  # the update of round 1 is done (later rounds do not matter here)
+            answers.append(answer)
+            if [a.result for a in answers] == ["buffered"]:  # between the first and last chunk
+                flood(coordinator.url, client.params())
+
+        async def scenario() -> None:
+            participants = [Participant(coordinator.url, keys=summer, schedule=FAST, max_message_size=400)]
+            for index, keys in enumerate(updaters):
+                weights = np.array(models.local_model(index, HEAD, TOTAL), dtype=np.float32)
+                participants.append(
+                    Participant(
+                        coordinator.url,
+                        keys=keys,
+                        schedule=FAST,
+                        max_message_size=400,
+                        model_provider=lambda _p, w=weights: w,
+                        events=Events(sent=evict_between_chunks) if index == 0 else None,
+                    )
+                )
+            stop = asyncio.Event()
+            tasks = [asyncio.create_task(p.run(stop)) for p in participants]
+            await asyncio.to_thread(
+                wait_until, lambda: coordinator.status()["rounds_completed"] >= 1, 90, "the round to complete"
+            )
+            stop.set()
+            await asyncio.gather(*tasks)
+
+        asyncio.run(scenario())
+        body = client.model()
+        assert body is not None
+        code_model = coordinator.status()["global_model"]
+        assert code_model is not None
+
+    reasons = [a.reason for a in answers]
+    assert "chunks_missing" in reasons, reasons
+    assert answers[-1].result == "accepted", answers
+    assert isinstance(body, GlobalModel)
+    assert models.check_global_model(body, HEAD, TOTAL) == {0, 1, 2}
+
+
+async def test_a_503_is_retried_after_the_time_its_retry_after_names() -> None:
+    """Capacity and store outages are `503` + `Retry-After`: a retry, never a final answer."""
+    from aiohttp import ClientSession, web
+
+    from xaynet.sdk.client import CoordinatorClient
+
+    seen: list[float] = []
+
+    async def message(request: web.Request) -> web.Response:
+        seen.append(asyncio.get_running_loop().time())
+        if len(seen) == 1:
+            headers = {
+                "Retry-After": "0.5",
+                "X-Xaynet-Result": "unavailable",
+                "X-Xaynet-Reason": "multipart_capacity",
+            }
+            return web.json_response({"result": "unavailable"}, status=503, headers=headers)
+        return web.Response(status=200, headers={"X-Xaynet-Result": "accepted"})
+
+    app = web.Application()
+    app.router.add_post("/message", message)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with ClientSession() as session:
+            answer = await CoordinatorClient(f"http://127.0.0.1:{port}", session).post_message(b"x")
+    finally:
+        await runner.cleanup()
+    assert (answer.status, answer.result) == (200, "accepted")
+    assert len(seen) == 2
+    assert seen[1] - seen[0] >= 0.5, "the client waited what Retry-After said"
