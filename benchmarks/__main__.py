@@ -10,6 +10,7 @@ BENCHMARKS = {
     "ingest": "benchmarks.ingest",
     "testdrive": "benchmarks.testdrive",
     "faults": "benchmarks.faults",
+    "failover": "benchmarks.failover",
 }
 
 

@@ -26,7 +26,6 @@ from xaynet.core.bincode import RoundParameters
 from xaynet.core.crypto import EncryptKeyPair
 from xaynet.core.errors import XaynetError
 from xaynet.core.mask.aggregate import Aggregation
-from xaynet.core.mask.object import MaskObject
 
 STALL_REPORT_AFTER = 10.0  # a phase short of its minimum this long after min_time is logged …
 STALL_REPORT_EVERY = 300.0  # … and again at this interval
@@ -63,6 +62,11 @@ async def load_start_state(settings: Settings, store: Store) -> RoundState:
     if store.kind != "memory" and settings.restore.enable:
         record = await store.load_round()
     else:
+        if store.kind != "memory":
+            log.warning(
+                "[restore] enable = false: the stored round is discarded; with a standby "
+                "coordinator every takeover discards the round in progress (enable restore)"
+            )
         await store.wipe()
     if record is None:
         return RoundState(initial_record(settings))
@@ -319,28 +323,17 @@ async def _kept(services: Services) -> bool:
     if phase not in (Phase.UPDATE, Phase.SUM2, Phase.UNMASK):
         return True
     models = state.aggregation.nb_models if state.aggregation is not None else 0
-    if await store.update_count() != models or len(await store.sum_dict()) != len(state.sum_dict or {}):
+    if await store.update_count() < models or len(await store.sum_dict()) != len(state.sum_dict or {}):
+        return False
+    try:
+        await update.reconcile(services)  # more: updates whose answers were lost, not in memory
+    except RoundFailedError:
         return False
     return phase is Phase.UPDATE or len(await store.mask_senders()) >= state.accepted(Phase.SUM2)
 
 
 async def _rebuild_aggregate(services: Services) -> Aggregation:
-    state, store = services.state, services.store
-    params = state.record.params
-    snapshot = await store.aggregate_snapshot()
-    if snapshot is None:
-        aggregation = Aggregation(params.mask_config, params.model_length)
-    else:
-        total = MaskObject.from_bytes(snapshot.body)
-        aggregation = Aggregation.restore(params.mask_config, params.model_length, snapshot.nb_models, total)
-    unfolded = await store.unfolded_models()
-    for body in unfolded.values():
-        aggregation.add(MaskObject.from_bytes(body))
-    state.unfolded = list(unfolded)
-    expected = await store.update_count()
-    if aggregation.nb_models != expected:
-        raise XaynetError(f"{aggregation.nb_models} models are stored but {expected} updates were accepted")
-    return aggregation
+    return await update.rebuild_aggregate(services)
 
 
 def _lease_ttl(settings: Settings) -> float:

@@ -217,8 +217,13 @@ async def _stop(coordinator: RunningCoordinator) -> None:
     state = services.state
     async with state.lock:
         task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    # Bounded: a stop must end even if something below swallowed the cancellation (asyncio
+    # then cancels what is left when the loop closes).
+    await asyncio.wait({task}, timeout=SHUTDOWN_SECONDS)
+    if not task.done():
+        log.error("the phase machine did not stop within %.0f s; exiting anyway", SHUTDOWN_SECONDS)
+    elif not task.cancelled() and task.exception() is not None:
+        log.warning("the phase machine ended with an error: %s", task.exception())
     if coordinator.stop_reason:
         log.info(
             "coordinator stopped (%s) in %.1f s: round %d, %s phase, accepted %s; a restart resumes it",

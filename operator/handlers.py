@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 import aiohttp
@@ -40,6 +41,14 @@ class _Loop:
     rounds: ClassVar[set[tuple[str, str]]] = set()
     session: ClassVar[aiohttp.ClientSession | None] = None
     task: ClassVar[asyncio.Task[None] | None] = None
+    # Run once kopf has stopped handling events (run.py hands the Lease over here, so a
+    # standby need not wait for kopf's own teardown).
+    cleanups: ClassVar[list[Callable[[], Awaitable[None]]]] = []
+
+
+def at_cleanup(callback: Callable[[], Awaitable[None]]) -> None:
+    """Run `callback` once kopf has stopped handling events (before its own teardown ends)."""
+    _Loop.cleanups.append(callback)
 
 
 @kopf.on.startup()
@@ -68,6 +77,8 @@ async def stop(**_: Any) -> None:
             await _Loop.task
     if _Loop.session is not None:
         await _Loop.session.close()
+    for callback in _Loop.cleanups:
+        await callback()
 
 
 async def _resync() -> None:

@@ -239,16 +239,19 @@ async def _reconcile(namespace: str, name: str, session: aiohttp.ClientSession) 
                 new["latestModel"] = published.latest_model
                 current.append(Condition("ModelPublished", "True", published.reason, published.message))
                 events.append(("Normal", "ModelPublished", published.message))
+        _point_at_archive(new, status, asked.status)
         done = int(new.get("completedRounds") or 0)
         says_finished = bool(asked.status.get("finished")) and asked.status.get("max_rounds") == spec.rounds
         published_last = not isinstance(model, dict) or (new.get("latestModel") or {}).get(
             "round"
         ) == model.get("round_id")
+        if spec.model_export.s3 is not None and isinstance(model, dict):
+            # stopping the coordinator before its S3 upload would strand the model in Redis
+            published_last = published_last and "s3" in (new.get("latestModel") or {})
         if spec.rounds and (done >= spec.rounds or says_finished) and published_last:
             new["phase"] = "Succeeded"
             new["finishedAt"] = now()
-            stopped = await provision(body, _run_spec(spec, 0))
-            coordinator_deployment = stopped.objects.get(f"Deployment/{coordinator_name(name)}")
+            await provision(body, _run_spec(spec, 0))  # the coordinator stops: terminal
 
     if not any(c.type == "ModelPublished" for c in current):
         current += _carried(status, ("ModelPublished",)) or [
@@ -425,3 +428,11 @@ async def _write(
     for kind, reason, message in events:
         await _event(body, kind, reason, message)
     return str(new["phase"])
+
+
+def _point_at_archive(new: dict[str, Any], status: dict[str, Any], coordinator: dict[str, Any]) -> None:
+    """status.latestModel.s3 once the coordinator reports that model uploaded (spec.modelExport.s3)."""
+    latest = dict(new.get("latestModel") or status.get("latestModel") or {})
+    archived = (coordinator.get("archive") or {}).get("latest") or {}
+    if latest and archived.get("round_id") == latest.get("round") and latest.get("s3") != archived.get("uri"):
+        new["latestModel"] = {**latest, "s3": archived["uri"]}

@@ -8,6 +8,7 @@ once (the kubelet restarts it as a standby) rather than finish anything in fligh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -89,16 +90,26 @@ async def _main(options: Options) -> int:
             ),
         )
     )
+
+    async def hand_over() -> None:
+        """Stop renewing, then release: the next standby acts at its next try."""
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+        await elector.release()
+        metrics.LEADER.set(0)
+
+    handlers.at_cleanup(hand_over)  # as soon as kopf has stopped handling events
     done, _pending = await asyncio.wait({operator, keeper}, return_when=asyncio.FIRST_COMPLETED)
-    if keeper in done:
+    if keeper in done and not keeper.cancelled():
         logger.error("lost the leader Lease: exiting so that only the new holder acts")
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(1)
-    keeper.cancel()
-    await elector.release()
-    metrics.LEADER.set(0)
-    operator.result()
+    try:
+        await operator
+    finally:
+        await hand_over()  # idempotent: releases only a Lease this replica still holds
     return 0
 
 

@@ -87,9 +87,27 @@ class MetricsSpec(_Model):
     service_monitor: bool = True
 
 
+class S3CredentialsRef(_Model):
+    name: str = Field(min_length=1, max_length=253, pattern=_DNS_SUBDOMAIN)
+    access_key_key: str = Field("accessKey", min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+    secret_key_key: str = Field("secretKey", min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+
+
+class S3ExportSpec(_Model):
+    """The coordinator's `[s3]` archive: every global model as s3://bucket/<round>_<hex seed>."""
+
+    endpoint: str | None = Field(None, max_length=2048, pattern=r"^https?://[^\s]+$")
+    region: str = Field("us-east-1", min_length=1, max_length=64, pattern=r"^[-a-z0-9]+$")
+    bucket: str = Field(
+        "global-models", min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$"
+    )
+    credentials_secret_ref: S3CredentialsRef
+
+
 class ModelExportSpec(_Model):
     config_map: bool = True
     max_config_map_bytes: int = Field(900_000, ge=1024, le=1_000_000)
+    s3: S3ExportSpec | None = None
 
 
 class FederatedRoundSpec(_Model):
@@ -213,12 +231,16 @@ def coordinator_settings(spec: FederatedRoundSpec, *, namespace: str, redis_url:
     }
     if redis_url is not None:
         document["redis"] = {"url": redis_url, "namespace": namespace}
+    s3 = spec.model_export.s3
+    if s3 is not None:  # the keys come from the Secret, as environment variables
+        region = [s3.region, s3.endpoint] if s3.endpoint else [s3.region]
+        document["s3"] = {"region": region, "buckets": {"global_models": s3.bucket}}
     return Settings.model_validate(document)
 
 
 def render_config(settings: Settings) -> str:
     """config.toml in the original format; the Redis URL (with its password) comes from the env."""
-    document = settings.model_dump(mode="json", exclude_none=True, exclude={"metrics", "s3"})
+    document = settings.model_dump(mode="json", exclude_none=True, exclude={"metrics"})
     document.pop("redis", None)
     if settings.redis is not None:
         document["redis"] = {"namespace": settings.redis.namespace, "url": "redis://from-env"}

@@ -19,6 +19,8 @@ async def handle(services: Services, request: Request) -> Verdict:
         return Verdict(Outcome.REJECTED, "duplicate_sum2", "this participant already sent its mask")
     outcome = await services.store.add_mask(pk, payload.model_mask.to_bytes(), request.digest)
     if outcome is MaskOutcome.DUPLICATE:
+        if not request.digest or await services.store.accepted_digest(pk) != request.digest:
+            return Verdict(Outcome.REJECTED, "duplicate_sum2", "this participant already sent its mask")
         outcome = MaskOutcome.ACCEPTED  # stored by an earlier attempt whose answer was lost
     if outcome is MaskOutcome.UNKNOWN_SUM_PARTICIPANT:
         return Verdict(Outcome.REJECTED, outcome.value, "the sender is not in this round's sum dictionary")
@@ -27,5 +29,10 @@ async def handle(services: Services, request: Request) -> Verdict:
 
 
 async def finish(services: Services) -> None:
+    # A mask whose store reply was lost is stored (and counts in Unmask's vote) but was not
+    # counted here: the store's senders are the phase's count.
+    senders = await services.store.mask_senders()
+    state = services.state
+    state.counters[Phase.SUM2].accepted = max(state.counters[Phase.SUM2].accepted, len(senders))
     services.metrics.unique_masks.set(await services.store.unique_masks())
     await services.enter(services.state.record.with_phase(Phase.UNMASK))

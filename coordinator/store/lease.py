@@ -37,15 +37,15 @@ log = logging.getLogger("xaynet.coordinator.lease")
 
 
 def holder_name(port: int | None = None) -> str:
-    """Who we are, for humans (`/status`) and for the lease value: host and listening port.
+    """Who we are, for humans (`/status`) and for the lease value: host, listening port (or
+    pid) and a random tag drawn per process.
 
-    Unique among live processes (two cannot listen on one port), and the same for a process
-    that restarts in place (same pod, same port): it takes its predecessor's lease at once
-    instead of waiting for the TTL. Without a port: host, pid and a random tag.
+    The tag makes the name unique even for two live processes on one host and port (bound
+    to different addresses, or hosts with the same name): a name shared by two live holders
+    would let each take the lease from the other. A process that restarts in place therefore
+    waits for its predecessor's TTL (a clean stop releases the lease at once).
     """
-    if port:
-        return f"{socket.gethostname()}:{port}"
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    return f"{socket.gethostname()}:{port or os.getpid()}:{secrets.token_hex(4)}"
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,12 @@ class LeaseKeeper:
     async def renew(self) -> Renewal | None:
         """Renew once: the renewal, or None when another coordinator holds the lease."""
         started = time.monotonic()
-        token = await self.store.renew_lease(self.fence, self.holder, self.ttl_ms)
+        try:  # a renewal slower than the renewal period counts as failed (the Redis socket
+            # timeout, 5 s, is longer than ttl/3: one slow call would let the lease run out)
+            renewing = self.store.renew_lease(self.fence, self.holder, self.ttl_ms)
+            token = await asyncio.wait_for(renewing, self.ttl / 3)
+        except TimeoutError as error:
+            raise StoreUnavailableError(f"the lease renewal took longer than {self.ttl / 3:g} s") from error
         if not token:
             return None
         continuous = token in (self.token, self.token + 1)

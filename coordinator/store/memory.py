@@ -60,7 +60,7 @@ class MemoryStore:
     # -- lease ---------------------------------------------------------------------------------
     async def acquire_lease(self, holder: str, ttl_ms: int) -> int:
         lease = self._lease
-        if lease is not None and lease[1] > time.monotonic() and lease[0].partition("|")[2] != holder:
+        if lease is not None and lease[1] > time.monotonic():
             return 0
         self._lease_token += 1
         self._lease = (f"{self._lease_token}|{holder}", time.monotonic() + ttl_ms / 1000)

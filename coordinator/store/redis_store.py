@@ -44,7 +44,7 @@ from xaynet.coordinator.store.base import (
 )
 from xaynet.core.bincode import RoundParameters
 from xaynet.core.crypto import EncryptKeyPair
-from xaynet.core.message.assembler import ChunkGroup, ChunkLimits, ChunkPut, ChunkStatus
+from xaynet.core.message.assembler import CHUNK_OVERHEAD, ChunkGroup, ChunkLimits, ChunkPut, ChunkStatus
 from xaynet.core.message.chunks import ChunkPayload
 
 P = ParamSpec("P")
@@ -58,12 +58,10 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then
 end
 """
 
-# KEYS: lease, token counter. ARGV: holder, ttl ms. Returns the new token, 0 if another
-# holder has it. Our own name in it means our predecessor on this host and port (dead: we
-# could bind its port), so we take over at once, with a new token.
+# KEYS: lease, token counter. ARGV: holder, ttl ms. Returns the new token, 0 if anyone
+# holds it (set-if-absent: holder names are unique per process, see store/lease.py).
 _ACQUIRE_SCRIPT = """
-local value = redis.call('GET', KEYS[1])
-if value and string.match(value, '^%d+|(.*)$') ~= ARGV[1] then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local token = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], token .. '|' .. ARGV[1], 'PX', ARGV[2])
 return token
@@ -159,17 +157,47 @@ return 0
 )
 
 # The chunk assembler's rules (xaynet/core/message/assembler.py) over Redis, atomically.
-# KEYS: lease, LRU index (zset group → last touch ms), byte counter, this group's hash, the
-# accepted-groups set. ARGV: fence, group name, chunk id, last (0/1), data, now ms,
-# max total bytes, max groups, max message bytes, ttl ms, group key prefix.
+# KEYS: lease, LRU index (zset group → last touch, Redis TIME in µs), byte counter, this
+# group's hash (expires 2 TTLs after its last chunk), the accepted groups (hash group → SHA-1
+# of the accepted message's last chunk: only that chunk is answered `done`; any other chunk
+# with the same message id is buffered like a new one), charged bytes per group (hash), the
+# groups holding one chunk (zset, evicted first: see the assembler's docstring).
+# ARGV: fence, group name, chunk id, last (0/1), data, (unused: the caller's clock), max total
+# bytes, max groups, max message bytes, ttl ms, group key prefix, per-chunk overhead. A
+# group's `size` is its data (the message limit), its `cost` what the budget is charged
+# (data + overhead per chunk; a hash without `cost` costs its `size`).
 # Returns {status, payload or detail, evicted}.
 _CHUNK_SCRIPT = (
     _FENCE
     + """
 local group, id, is_last, data = ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1', ARGV[5]
-local now, max_total, max_groups = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local max_message, ttl, prefix = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11]
-if redis.call('SISMEMBER', KEYS[5], group) == 1 then return {'done', '', 0} end
+local max_total, max_groups = tonumber(ARGV[7]), tonumber(ARGV[8])
+local max_message, ttl, prefix = tonumber(ARGV[9]), tonumber(ARGV[10]) * 1000, ARGV[11]
+local charge = #data + tonumber(ARGV[12] or '0')
+local clock = redis.call('TIME')  -- Redis's clock, not a coordinator's: one for all replicas
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])  -- microseconds (ARGV[6] unused)
+local total = tonumber(redis.call('GET', KEYS[3]) or '0')
+local function charged(name, hash)  -- what a group was charged (older hashes: their size)
+  local cost = redis.call('HGET', KEYS[6], name)
+  if cost then return tonumber(cost) end
+  local held = redis.call('HMGET', hash, 'cost', 'size')
+  return tonumber(held[1] or held[2] or '0')
+end
+local function drop(name, hash)  -- never below 0: a group cleared with the round is not freed twice
+  local freed = charged(name, hash)
+  redis.call('DEL', hash)
+  redis.call('HDEL', KEYS[6], name)
+  redis.call('ZREM', KEYS[7], name)
+  if redis.call('ZREM', KEYS[2], name) == 1 then total = math.max(0, total - freed) end
+end
+if is_last and redis.call('HGET', KEYS[5], group) == redis.sha1hex(data) then
+  drop(group, KEYS[4])  -- the earlier chunks of a whole re-send of the accepted message
+  redis.call('SET', KEYS[3], total)
+  return {'done', '', 0}
+end
+if not redis.call('ZSCORE', KEYS[2], group) then
+  redis.call('DEL', KEYS[4])  -- left outside the index by a put racing the round's clear: stale
+end
 local function field(name, default)
   local value = redis.call('HGET', KEYS[4], name)
   if value then return tonumber(value) end
@@ -191,6 +219,7 @@ local held = redis.call('HGET', KEYS[4], 'c' .. id)
 if held then
   if held ~= data then return {'conflict', 'chunk ' .. id .. ' arrived twice with different data', 0} end
   redis.call('ZADD', KEYS[2], now, group)
+  if redis.call('ZSCORE', KEYS[7], group) then redis.call('ZADD', KEYS[7], now, group) end
   return state()
 end
 local last, highest = field('last', -1), field('max', -1)
@@ -207,50 +236,77 @@ local size = field('size', 0) + #data
 if size > max_message then
   return {'too_large', 'the multipart message exceeds ' .. max_message .. ' bytes', 0}
 end
-if size > max_total then return {'full', 'the multipart buffer cannot hold this message now', 0} end
+local cost = field('cost', field('size', 0)) + charge
+if cost > max_total then return {'full', 'the multipart buffer cannot hold this message now', 0} end
 local is_new = redis.call('EXISTS', KEYS[4]) == 0
 local evicted = 0
-local total = tonumber(redis.call('GET', KEYS[3]) or '0')
 local function evict(name)
-  local freed = tonumber(redis.call('HGET', prefix .. name, 'size') or '0')
-  redis.call('DEL', prefix .. name)
-  redis.call('ZREM', KEYS[2], name)
-  total = total - freed
+  drop(name, prefix .. name)
   evicted = evicted + 1
 end
 for _, name in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - ttl, 'LIMIT', 0, 64)) do
   if name ~= group then evict(name) end
 end
 local count = redis.call('ZCARD', KEYS[2])
-local offset = 0
-while total + #data > max_total or (is_new and count >= max_groups) do
-  local oldest = redis.call('ZRANGE', KEYS[2], offset, offset)[1]
-  if not oldest then break end
-  if oldest == group then offset = offset + 1 else
-    evict(oldest)
-    count = count - 1
+local offset, single_offset = 0, 0  -- skipping this group itself in either index
+while total + charge > max_total or (is_new and count >= max_groups) do
+  local oldest = redis.call('ZRANGE', KEYS[7], single_offset, single_offset)[1]  -- 1-chunk first
+  if oldest == group then
+    single_offset = single_offset + 1
+  else
+    if not oldest then
+      oldest = redis.call('ZRANGE', KEYS[2], offset, offset)[1]
+      if not oldest then break end
+      if oldest == group then
+        offset = offset + 1
+        oldest = nil
+      end
+    end
+    if oldest then
+      evict(oldest)
+      count = count - 1
+    end
   end
 end
-redis.call('HSET', KEYS[4], 'c' .. id, data, 'size', size, 'count', field('count', 0) + 1,
-  'max', math.max(highest, id))
+redis.call('HSET', KEYS[4], 'c' .. id, data, 'size', size, 'cost', cost,
+  'count', field('count', 0) + 1, 'max', math.max(highest, id))
 if is_last then redis.call('HSET', KEYS[4], 'last', id) end
+-- a hash left outside the index (a put racing the round's clear) still goes, after 2 TTLs
+redis.call('PEXPIRE', KEYS[4], math.floor(2 * ttl / 1000))
 redis.call('ZADD', KEYS[2], now, group)
-redis.call('SET', KEYS[3], total + #data)
+if field('count', 0) == 1 then redis.call('ZADD', KEYS[7], now, group)
+else redis.call('ZREM', KEYS[7], group) end
+redis.call('HSET', KEYS[6], group, cost)
+redis.call('SET', KEYS[3], total + charge)
 local result = state()
 result[3] = evicted
 return result
 """
 )
 
-# KEYS: lease, LRU index, byte counter, group hash, accepted-groups set. ARGV: fence, group
-# name, accepted (0/1).
+# KEYS: lease, LRU index, byte counter, group hash, accepted groups, charged bytes per group,
+# one-chunk groups.
+# ARGV: fence, group name, accepted (0/1).
 _RELEASE_CHUNKS_SCRIPT = (
     _FENCE
     + """
-local freed = tonumber(redis.call('HGET', KEYS[4], 'size') or '0')
+if ARGV[3] == '1' then
+  local last = redis.call('HGET', KEYS[4], 'last')
+  local data = last and redis.call('HGET', KEYS[4], 'c' .. last)
+  if data then redis.call('HSET', KEYS[5], ARGV[2], redis.sha1hex(data)) end
+end
+local freed = tonumber(redis.call('HGET', KEYS[6], ARGV[2]) or '0')
+if freed == 0 then
+  local held = redis.call('HMGET', KEYS[4], 'cost', 'size')
+  freed = tonumber(held[1] or held[2] or '0')
+end
 redis.call('DEL', KEYS[4])
-if redis.call('ZREM', KEYS[2], ARGV[2]) == 1 then redis.call('DECRBY', KEYS[3], freed) end
-if ARGV[3] == '1' then redis.call('SADD', KEYS[5], ARGV[2]) end
+redis.call('HDEL', KEYS[6], ARGV[2])
+redis.call('ZREM', KEYS[7], ARGV[2])
+if redis.call('ZREM', KEYS[2], ARGV[2]) == 1 then
+  local total = tonumber(redis.call('GET', KEYS[3]) or '0')
+  redis.call('SET', KEYS[3], math.max(0, total - freed))  -- never below 0 (see the chunk script)
+end
 return 0
 """
 )
@@ -385,7 +441,9 @@ class RedisStore:
             self._key("chunk_index"),
             self._key("chunk_bytes"),
             self._key("chunk:" + group.name),
-            self._key("chunk_accepted"),
+            self._key("chunk_done"),
+            self._key("chunk_cost"),
+            self._key("chunk_single"),
         ]
 
     @_guarded
@@ -404,6 +462,7 @@ class RedisStore:
             limits.max_message_bytes,
             int(limits.ttl_seconds * 1000),
             self._key("chunk:"),
+            CHUNK_OVERHEAD,
         ]
         status, payload, evicted = await self._chunk_script(keys=self._chunk_keys(group), args=args)
         kind = ChunkStatus(status.decode())
@@ -474,7 +533,10 @@ class RedisStore:
                 "accepted",
                 "chunk_index",
                 "chunk_bytes",
-                "chunk_accepted",
+                "chunk_accepted",  # a set in the first build with stored chunks; now chunk_done
+                "chunk_done",
+                "chunk_cost",
+                "chunk_single",
             )
         ]
         for pattern in ("seeds:*", "models:*", "staging:*", "chunk:*"):

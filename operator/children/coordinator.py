@@ -53,6 +53,24 @@ def _redis_env(round_name: str, namespace: str, spec: FederatedRoundSpec) -> lis
     return env
 
 
+def _s3_env(spec: FederatedRoundSpec) -> list[dict[str, Any]]:
+    """The S3 archive's keys from the referenced Secret, as the original's variables."""
+    s3 = spec.model_export.s3
+    if s3 is None:
+        return []
+    ref = s3.credentials_secret_ref
+    return [
+        {
+            "name": "XAYNET_S3__ACCESS_KEY",
+            "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.access_key_key}},
+        },
+        {
+            "name": "XAYNET_S3__SECRET_ACCESS_KEY",
+            "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.secret_key_key}},
+        },
+    ]
+
+
 def deployment(round_name: str, namespace: str, spec: FederatedRoundSpec, config_toml: str) -> dict[str, Any]:
     selector = labels(round_name, "coordinator")
     checksum = hashlib.sha256(config_toml.encode()).hexdigest()[:16]
@@ -61,7 +79,7 @@ def deployment(round_name: str, namespace: str, spec: FederatedRoundSpec, config
         "name": "coordinator",
         "image": spec.coordinator.image,
         "args": ["coordinator", "--config", f"/etc/xaynet/{CONFIG_KEY}"],
-        "env": _redis_env(round_name, namespace, spec),
+        "env": _redis_env(round_name, namespace, spec) + _s3_env(spec),
         "ports": [{"name": "http", "containerPort": COORDINATOR_PORT}],
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10},
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},

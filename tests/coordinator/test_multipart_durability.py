@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.coordinator.hand_round import HandRound
+from tests.coordinator.stores import store_clients  # noqa: F401 - the `stores` fixture
 from tests.processes import CoordinatorProcess, coordinator_process, free_port, pet_config, redis_server
+from xaynet.coordinator.store.base import Store
+from xaynet.coordinator.store.lease import LeaseKeeper
+from xaynet.core.message.assembler import ChunkGroup, ChunkLimits, ChunkStatus
+from xaynet.core.message.chunks import ChunkPayload
+from xaynet.core.message.header import Tag
 
 
 def _config(port: int, redis_url: str) -> str:
@@ -91,3 +98,27 @@ def test_kill_9_between_chunks_and_after_the_last_chunk(tmp_path: Path) -> None:
                 raise
             assert events == ["between", "after"]
             assert included == {0, 1, 2}, "every update exactly once, the re-sent one too"
+
+
+async def test_only_the_accepted_message_is_answered_done(stores: Callable[[], Store]) -> None:
+    """A message id is 16 bits: after a message was accepted, a different message that reuses
+    its id is buffered and judged, not answered `already accepted` unseen; a whole re-send of
+    the accepted message is still answered `done` on its last chunk (and leaves nothing)."""
+    store = stores()
+    assert await LeaseKeeper(store, 30, "done:1").try_acquire()
+    group, limits = ChunkGroup(Tag.UPDATE, b"p" * 32, 7), ChunkLimits(10_000)
+    await store.put_chunk(group, ChunkPayload(0, 7, False, b"first message, part 0"), limits, 1)
+    complete = await store.put_chunk(group, ChunkPayload(1, 7, True, b"part 1"), limits, 2)
+    assert complete.status is ChunkStatus.COMPLETE
+    await store.release_chunks(group, accepted=True)
+    # the whole accepted message again: its first chunk is held, its last one is `done`
+    again = await store.put_chunk(group, ChunkPayload(0, 7, False, b"first message, part 0"), limits, 3)
+    assert again.status is ChunkStatus.BUFFERED
+    last = await store.put_chunk(group, ChunkPayload(1, 7, True, b"part 1"), limits, 4)
+    assert last.status is ChunkStatus.DONE
+    assert await store.chunk_usage() == (0, 0), "the re-sent chunks were dropped"
+    # a different message with the same id: buffered, completed, handed on to be judged
+    other = await store.put_chunk(group, ChunkPayload(0, 7, False, b"A DIFFERENT message"), limits, 5)
+    assert other.status is ChunkStatus.BUFFERED
+    whole = await store.put_chunk(group, ChunkPayload(1, 7, True, b", part 1"), limits, 6)
+    assert (whole.status, whole.payload) == (ChunkStatus.COMPLETE, b"A DIFFERENT message, part 1")

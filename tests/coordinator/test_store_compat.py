@@ -32,15 +32,20 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def previous_build(target: Path) -> Path:
+    """The previous release's tree. Missing history fails the test loudly: a skip here would
+    let a layout change pass unnoticed."""
     if shutil.which("git") is None:
-        pytest.skip("git is not installed")
+        pytest.fail("git is not installed: this test runs the previous release from git history")
     archive = subprocess.run(
         ["git", "-C", str(REPO), "archive", "--format=tar", PREVIOUS_RELEASE],
         capture_output=True,
         check=False,
     )
     if archive.returncode != 0:
-        pytest.skip(f"the previous release {PREVIOUS_RELEASE} is not in this checkout's history")
+        pytest.fail(
+            f"the previous release {PREVIOUS_RELEASE} is not in this checkout's history "
+            "(a shallow clone?): run `git fetch --unshallow` (CI: fetch-depth 0)"
+        )
     target.mkdir()
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
     return target

@@ -2,7 +2,8 @@
 
 Both paths must give the bytes of the original (recorded vectors), consume exactly the same
 keystream (so a following draw, e.g. the vector after the unit, starts at the same place),
-and the numpy path must take over by itself when numba is not installed.
+and the numpy path must take over by itself when numba is not installed. `sum_masks` (Sum2,
+masks added where they are drawn) must equal adding the derived masks one by one.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import load_json
+from xaynet.core.errors import TooManyModelsError
 from xaynet.core.mask import kernel
 from xaynet.core.mask.aggregate import Aggregation
 from xaynet.core.mask.config import ALL_CONFIGS, DEFAULT_CONFIG, MaskConfig, MaskConfigPair
+from xaynet.core.mask.masksum import sum_masks
 from xaynet.core.mask.prng import Keystream, derive_mask, draw_elements
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -145,3 +148,56 @@ def test_without_numba_the_numpy_path_is_chosen_and_exact() -> None:
 def test_a_default_config_mask_of_100k_is_identical_on_both_paths() -> None:
     compiled, numpy = _both(bytes(range(32)), MaskConfigPair.same(DEFAULT_CONFIG), 100_000)
     assert compiled == numpy
+
+
+def _summed_one_by_one(seeds: list[bytes], pair: MaskConfigPair, length: int) -> bytes:
+    aggregation = Aggregation(pair, length)
+    for seed in seeds:
+        aggregation.add(derive_mask(seed, pair, length, compiled=False))
+    return aggregation.masked_sum().to_bytes()
+
+
+@pytest.mark.parametrize("entry", SUM2, ids=lambda e: "/".join(e["config"]))
+def test_sum_masks_reproduces_the_wheels_sum2_messages(entry: dict[str, Any]) -> None:
+    pair = MaskConfigPair.same(MaskConfig.from_names(*entry["config"]))
+    seeds = [bytes.fromhex(seed) for seed in entry["seeds"]]
+    for compiled in (True, False):
+        total = sum_masks(seeds, pair, int(entry["length"]), compiled=compiled)
+        assert total.to_bytes().hex() == entry["aggregated_mask_object_hex"]
+
+
+@pytest.mark.parametrize("config", UINT64_CONFIGS, ids=str)
+def test_sum_masks_equals_adding_the_masks_one_by_one(config: MaskConfig) -> None:
+    # 12 seeds: more than the 9 additions uint64 holds for B2/M6 orders (reduced in between);
+    # Power2 orders rely on uint64 wrap-around instead.
+    pair = MaskConfigPair.same(config)
+    seeds = [bytes([i]) * 32 for i in range(12)]
+    assert sum_masks(seeds, pair, 700).to_bytes() == _summed_one_by_one(seeds, pair, 700)
+
+
+def test_sum_masks_of_no_seeds_is_the_zero_mask() -> None:
+    pair = MaskConfigPair.same(DEFAULT_CONFIG)
+    assert sum_masks([], pair, 5).to_bytes() == _summed_one_by_one([], pair, 5)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_sum_masks_refuses_more_masks_than_the_model_type_allows(compiled: bool) -> None:
+    pair = MaskConfigPair.same(DEFAULT_CONFIG)  # M3: at most 1000 models
+    seeds = [i.to_bytes(32, "little") for i in range(1001)]
+    assert sum_masks(seeds[:1000], pair, 0, compiled=compiled).unit < DEFAULT_CONFIG.order
+    with pytest.raises(TooManyModelsError):
+        sum_masks(seeds, pair, 0, compiled=compiled)
+
+
+@SETTINGS
+@given(
+    seeds=st.lists(seeds, max_size=5),
+    vect=st.sampled_from(UINT64_CONFIGS),
+    unit=st.sampled_from(ALL_CONFIGS),
+    length=st.integers(0, 1500),
+)
+def test_sum_masks_with_any_config_pair(
+    seeds: list[bytes], vect: MaskConfig, unit: MaskConfig, length: int
+) -> None:
+    pair = MaskConfigPair(vect, unit)
+    assert sum_masks(seeds, pair, length).to_bytes() == _summed_one_by_one(seeds, pair, length)

@@ -40,7 +40,7 @@ def _accuracies(out: str) -> list[float]:
 def test_sklearn_example(tmp_path: Path, script: str) -> None:
     out = _run_example(tmp_path, EXAMPLES / "sklearn" / "coordinator.toml", EXAMPLES / "sklearn" / script)
     accuracies = _accuracies(out)
-    assert len(accuracies) == 2 and accuracies[-1] >= 0.8, out
+    assert len(accuracies) == 2 and accuracies[-1] >= 0.75, out  # chance: 10 %
     assert "smallest bound type: B2 (±100)" in out  # what the README says and coordinator.toml uses
 
 
@@ -54,7 +54,7 @@ def test_sklearn_example_on_the_original_wheel(tmp_path: Path) -> None:
         EXAMPLES / "sklearn" / "participant_wheel_api.py",
         "--wheel",
     )
-    assert len(_accuracies(out)) == 2 and _accuracies(out)[-1] >= 0.8, out
+    assert len(_accuracies(out)) == 2 and _accuracies(out)[-1] >= 0.75, out
 
 
 def test_torch_example(tmp_path: Path) -> None:

@@ -98,7 +98,8 @@ def test_test_drive_refuses_a_model_the_bound_would_clamp() -> None:
 
             participant.model_provider = provide
 
-    outcome = asyncio.run(run(Options(participants=6, rounds=1, workload=Oversized(), live=False)))
+    options = Options(participants=6, rounds=1, workload=Oversized(), live=False, stall_seconds=60)
+    outcome = asyncio.run(run(options))
     assert not outcome.ok
     assert outcome.refused is not None and outcome.completed == []
     assert "refuses participant" in outcome.refused and 'bound_type = "B2"' in outcome.refused

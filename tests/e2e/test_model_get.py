@@ -75,6 +75,7 @@ def test_three_rounds_three_objects_and_model_get_returns_the_exact_mean(tmp_pat
             extra=server.toml(),
         )
         with coordinator_process(tmp_path, config, port) as coordinator:
+            wait_until(lambda: http_get(coordinator.url + "/readyz")[0] == 200, 60, "the round restored")
             seeds: dict[int, bytes] = {}
             for _ in range(3):
                 wait_phase(coordinator, "sum")

@@ -38,6 +38,7 @@ def test_endpoint_down_across_kill_9_loses_no_model(tmp_path: Path) -> None:
             seeds[complete_round(coordinator)] = params.seed
 
         with coordinator_process(tmp_path, config, port) as coordinator:
+            wait_until(lambda: http_get(coordinator.url + "/readyz")[0] == 200, 60, "the round restored")
             one_round()
             one_round()  # two rounds with the endpoint down
             archive = wait_until(
@@ -65,6 +66,7 @@ def test_endpoint_down_across_kill_9_loses_no_model(tmp_path: Path) -> None:
             last = max(seeds)
             coordinator.kill(signal.SIGKILL)
             coordinator.start()
+            wait_until(lambda: http_get(coordinator.url + "/readyz")[0] == 200, 60, "the lease taken over")
             pointer = wait_until(lambda: coordinator.status()["archive"]["latest"], 30, "the archive pointer")
             assert pointer["uri"] == f"s3://global-models/{last}_{seeds[last].hex()}"
             assert pointer["round_id"] == last

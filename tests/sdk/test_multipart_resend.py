@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import secrets
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from tests import models
 from tests.pet_client import PetClient, keys_for
@@ -135,3 +137,46 @@ async def test_a_503_is_retried_after_the_time_its_retry_after_names() -> None:
     assert (answer.status, answer.result) == (200, "accepted")
     assert len(seen) == 2
     assert seen[1] - seen[0] >= 0.5, "the client waited what Retry-After said"
+
+
+class _LosingCoordinator:
+    """Answers every last chunk `503 chunks_missing` `losses` times (an attacker keeps
+    evicting the message), then `accepted`; records every body posted."""
+
+    def __init__(self, losses: int, chunks: int) -> None:
+        self.losses, self.chunks = losses, chunks
+        self.posted: list[bytes] = []
+
+    async def post_message(self, body: bytes) -> PostAnswer:
+        self.posted.append(body)
+        if body != b"chunk-%d" % (self.chunks - 1):
+            return PostAnswer(200, "buffered", "chunk_buffered")
+        if self.losses:
+            self.losses -= 1
+            return PostAnswer(503, "unavailable", "chunks_missing")
+        return PostAnswer(200, "accepted", "")
+
+
+async def test_a_message_whose_chunks_keep_getting_lost_is_never_taken_as_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from xaynet.sdk import participant as module
+
+    chunks, losses = 3, module.MAX_WHOLE_RESENDS + 4
+    monkeypatch.setattr(module, "seal", lambda _pk, plain: plain)
+    participant = Participant("http://127.0.0.1:9/")
+    coordinator = _LosingCoordinator(losses, chunks)
+    participant._client = coordinator  # type: ignore[assignment]
+    message = [b"chunk-%d" % i for i in range(chunks)]
+    participant.round.pending, participant.round.message = list(message), list(message)
+    participant.round.state, participant.round.after_sending = module.State.SENDING, module.State.AWAITING
+    params = SimpleNamespace(pk=bytes(32))  # only its key is used, and `seal` is a no-op here
+    ticks = 0
+    while participant.state is module.State.SENDING:
+        ticks += 1
+        assert ticks <= losses + 1, "every tick re-sends the message until an answer is final"
+        await participant._send(params)  # type: ignore[arg-type]
+        if coordinator.losses:
+            assert participant.state is module.State.SENDING, "a lost message is not taken as sent"
+    assert coordinator.posted == message * (losses + 1), "always the whole message, never a part"
+    assert participant.state is module.State.AWAITING

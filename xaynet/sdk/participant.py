@@ -46,7 +46,7 @@ from xaynet.sdk.tasks import Task, compose_sum, compose_sum2, compose_update, mo
 
 log = logging.getLogger("xaynet.sdk")
 STATE_VERSION = 1
-MAX_WHOLE_RESENDS = 3  # per message: after that the last chunk is retried like the wheel does
+MAX_WHOLE_RESENDS = 3  # per message at once: after that one whole re-send per polling tick
 
 
 class State(enum.StrEnum):
@@ -327,14 +327,23 @@ class Participant:
             current.retry_body = None
             progressed = True
             self.events.sent(current.task, answer, len(body))
-            if answer.reason == "chunks_missing" and current.resends < MAX_WHOLE_RESENDS:
+            if answer.reason == "chunks_missing":
                 # The last chunk's answer is not final: the coordinator no longer holds the
                 # earlier chunks (evicted under its byte budget, or lost with its memory).
-                # The wheel would re-post only this chunk forever; we send the whole message.
-                log.info("the coordinator lost chunks of our message: sending all of it again")
+                # The wheel would re-post only this chunk forever; we send the whole message,
+                # at once a few times, then once per (backed-off) tick until an answer is
+                # final or the round changes: never is the message taken as sent.
                 current.resends += 1
                 current.pending = list(current.message)
-                continue
+                if current.resends <= MAX_WHOLE_RESENDS:
+                    log.info("the coordinator lost chunks of our message: sending all of it again")
+                    continue
+                if current.resends == MAX_WHOLE_RESENDS + 1:
+                    log.warning(
+                        "the coordinator keeps losing chunks of our message (its multipart buffer "
+                        "is under pressure): re-sending it at the polling interval"
+                    )
+                return False
             if answer.status == 400:
                 # After a round change the old round's messages no longer open ("decrypt"):
                 # expected, and the next tick starts the new round.

@@ -15,10 +15,9 @@ from xaynet.core.bincode import RoundParameters
 from xaynet.core.crypto import EncryptKeyPair, SigningKeyPair, seal
 from xaynet.core.eligibility import SUM_TASK, UPDATE_TASK, is_eligible, task_signature
 from xaynet.core.errors import DecryptError, MaskError
-from xaynet.core.mask.aggregate import Aggregation
 from xaynet.core.mask.codec import to_local_model
 from xaynet.core.mask.masking import mask_model
-from xaynet.core.mask.prng import derive_mask
+from xaynet.core.mask.masksum import sum_masks
 from xaynet.core.message.payloads import Sum2Payload, SumPayload, UpdatePayload
 
 
@@ -72,18 +71,19 @@ def compose_sum2(
     Raises `DecryptError` if a seed does not open (the wheel then gives up on the round) and
     `MaskError` if the masks cannot be aggregated.
     """
-    aggregation = Aggregation(params.mask_config, params.model_length)
+    if not seed_dict:
+        raise MaskError("the seed dictionary is empty")
+    mask_seeds = []
     for update_pk, sealed in seed_dict.items():
         try:
-            mask_seed = ephemeral.open(sealed)
+            mask_seeds.append(ephemeral.open(sealed))
         except DecryptError as error:
             raise DecryptError(
                 f"the mask seed of update participant {update_pk.hex()[:16]}… does not open"
             ) from error
-        aggregation.add(derive_mask(mask_seed, params.mask_config, params.model_length))
-    if aggregation.nb_models == 0:
-        raise MaskError("the seed dictionary is empty")
-    return Sum2Payload(task_signature(keys, params.seed, SUM_TASK), aggregation.masked_sum())
+    # Each mask is added where it is drawn: memory O(model length) whatever the number of seeds.
+    masked_sum = sum_masks(mask_seeds, params.mask_config, params.model_length)
+    return Sum2Payload(task_signature(keys, params.seed, SUM_TASK), masked_sum)
 
 
 def model_array(weights: Any, params: RoundParameters) -> npt.NDArray[Any]:

@@ -142,24 +142,42 @@ def _attempts_for(missing: int, acceptance: float, stride: int, chunk_bytes: int
 def _draw_compiled(
     stream: Keystream, config: MaskConfig, count: int, kernel: compiled_kernel.Kernel
 ) -> Elements:
+    out = np.empty(count, dtype=np.uint64)
+    _run_kernel(stream, config, out, kernel, add=False)
+    return out
+
+
+def add_drawn_elements(
+    stream: Keystream, config: MaskConfig, total: Elements, kernel: compiled_kernel.Kernel
+) -> None:
+    """Draw `len(total)` elements like `draw_elements` and add them into `total` in place.
+
+    For Sum2 (`masksum.py`); the caller keeps the uint64 `total` from overflowing.
+    """
+    _run_kernel(stream, config, total, kernel, add=True)
+
+
+def _run_kernel(
+    stream: Keystream, config: MaskConfig, out: Elements, kernel: compiled_kernel.Kernel, *, add: bool
+) -> None:
     """The kernel filters each chunk in one pass; the unused rest goes back to the stream.
 
     Only for configs whose elements fit uint64: their orders are >= 2^44, so an attempt is
     6 to 8 bytes and always consumes one 8-byte word.
     """
-    order, draw = config.order, config.draw_bytes
+    if not config.fits_uint64:
+        raise ValueError(f"the compiled kernel draws uint64 elements; {config} needs wider ones")
+    order, draw, count = config.order, config.draw_bytes, len(out)
     keep = np.uint64((1 << (8 * draw)) - 1)
     acceptance = _acceptance(order, draw)
-    out = np.empty(count, dtype=np.uint64)
     filled = 0
     while filled < count:
         attempts = _attempts_for(count - filled, acceptance, 8, _KERNEL_CHUNK_BYTES)
         chunk = stream.read_chunk(attempts * 8)
         words = np.frombuffer(chunk, dtype=np.uint64, count=attempts)
-        filled, used = kernel(words, keep, np.uint64(order), out, filled, count)
+        filled, used = kernel(words, keep, np.uint64(order), out, filled, count, add)
         if used < attempts:
             stream.unread(chunk[used * 8 :])
-    return out
 
 
 def _draw_numpy(stream: Keystream, config: MaskConfig, count: int) -> Elements:

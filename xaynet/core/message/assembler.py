@@ -4,8 +4,10 @@ The original buffers chunk groups forever (WIRE.md §4.5), so a client that neve
 last chunk leaks memory, and a cap on open messages turns into a denial of service: self-made
 keys pass every check a chunk can have, so per-sender budgets do not help. Here all senders
 share one byte budget (and a cap on open groups); a chunk that does not fit evicts the group
-that was extended least recently, so a participant who sends its chunks back to back completes
-while an attacker keeps refilling the buffer with first chunks. Only a chunk whose own message
+that was extended least recently among those holding a single chunk, and only when there are
+none the least recently extended of all. A flood of first chunks (what self-made keys cost an
+attacker least) thus evicts itself, even when it arrives between two chunks of a genuine
+message: a participant whose message has two chunks here completes. Only a chunk whose own message
 could not fit even in an empty buffer is refused for capacity (`FULL`, a retryable answer).
 
 A complete group is *not* dropped on completion: its owner releases it once the message's
@@ -18,12 +20,20 @@ so this stays pure; the same rules run as a Lua script in the Redis store.
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from xaynet.core.errors import MultipartError
 from xaynet.core.message.chunks import ChunkPayload
 from xaynet.core.message.header import Tag
+
+# What one buffered chunk costs beyond its data, with headroom: measured ~69 B per 1-byte
+# chunk in this assembler (the bytes object, its dict slot and key) and ~59 B per field of a
+# Redis hash (tests/coordinator/test_budget.py; the Lua script charges the same). Charging
+# it bounds memory by the budget even for 1-byte chunks, which would otherwise let a 1 MiB
+# budget hold ~70 MiB (a chunk id is 16 bits: a message may have 65,536 chunks).
+CHUNK_OVERHEAD = 128
 
 
 @dataclass(frozen=True)
@@ -71,7 +81,8 @@ class _Group:
     touched: float
     chunks: dict[int, bytes] = field(default_factory=dict)
     last_id: int | None = None
-    size: int = 0
+    size: int = 0  # the message's bytes so far (checked against the largest message)
+    cost: int = 0  # what it is charged against the budget: data plus CHUNK_OVERHEAD per chunk
 
 
 @dataclass(frozen=True)
@@ -91,7 +102,8 @@ class ChunkAssembler:
     max_groups: int = 10_000
     ttl_seconds: float = 600.0
     _groups: OrderedDict[ChunkGroup, _Group] = field(default_factory=OrderedDict, init=False)
-    _done: set[ChunkGroup] = field(default_factory=set, init=False)
+    _singles: OrderedDict[ChunkGroup, None] = field(default_factory=OrderedDict, init=False)  # 1 chunk
+    _done: dict[ChunkGroup, bytes] = field(default_factory=dict, init=False)  # → last chunk's hash
     _total: int = field(default=0, init=False)
 
     @property
@@ -106,6 +118,7 @@ class ChunkAssembler:
 
     @property
     def buffered_bytes(self) -> int:
+        """What the open messages are charged: their data plus CHUNK_OVERHEAD per chunk."""
         return self._total
 
     def __len__(self) -> int:
@@ -113,7 +126,9 @@ class ChunkAssembler:
 
     def put(self, group_key: ChunkGroup, chunk: ChunkPayload, now: float) -> ChunkPut:
         """Keep one verified chunk (evicting least recently extended groups to make room)."""
-        if group_key in self._done:
+        done = self._done.get(group_key)
+        if done is not None and chunk.last and _digest(chunk.data) == done:
+            self._drop(group_key)  # the earlier chunks of a whole re-send of that message
             return ChunkPut(ChunkStatus.DONE)
         group = self._groups.get(group_key)
         if group is not None:
@@ -123,23 +138,32 @@ class ChunkAssembler:
             if chunk.chunk_id in group.chunks:  # an identical retry of a chunk we hold
                 group.touched = now
                 self._groups.move_to_end(group_key)
+                if group_key in self._singles:
+                    self._singles.move_to_end(group_key)
                 return self._state(group, chunk)
         size = (group.size if group else 0) + len(chunk.data)
         if size > self.max_message_bytes:
             return ChunkPut(
                 ChunkStatus.TOO_LARGE, detail=f"the multipart message exceeds {self.max_message_bytes} bytes"
             )
-        if size > self.max_total_bytes:
+        charge = len(chunk.data) + CHUNK_OVERHEAD
+        if (group.cost if group else 0) + charge > self.max_total_bytes:
             return ChunkPut(ChunkStatus.FULL, detail="the multipart buffer cannot hold this message now")
-        evicted = self._make_room(group_key, len(chunk.data), group is None, now)
+        evicted = self._make_room(group_key, charge, group is None, now)
         if group is None:
             group = _Group(now, now)
             self._groups[group_key] = group
         group.chunks[chunk.chunk_id] = chunk.data
         group.size += len(chunk.data)
+        group.cost += charge
         group.touched = now
         self._groups.move_to_end(group_key)
-        self._total += len(chunk.data)
+        if len(group.chunks) == 1:
+            self._singles[group_key] = None
+            self._singles.move_to_end(group_key)
+        else:
+            self._singles.pop(group_key, None)
+        self._total += charge
         if chunk.last:
             group.last_id = chunk.chunk_id
         state = self._state(group, chunk)
@@ -152,7 +176,9 @@ class ChunkAssembler:
             evicted += 1
         full = new_group and len(self._groups) >= self.max_groups
         while self._total + size > self.max_total_bytes or full:
-            oldest = next((k for k in self._groups if k != keep), None)
+            oldest = next((k for k in self._singles if k != keep), None)
+            if oldest is None:
+                oldest = next((k for k in self._groups if k != keep), None)
             if oldest is None:  # pragma: no cover - excluded by the size check in `put`
                 break
             self._drop(oldest)
@@ -173,14 +199,19 @@ class ChunkAssembler:
 
     def _drop(self, key: ChunkGroup) -> None:
         group = self._groups.pop(key, None)
+        self._singles.pop(key, None)
         if group is not None:
-            self._total -= group.size
+            self._total -= group.cost
 
     def release(self, group_key: ChunkGroup, accepted: bool = False) -> None:
-        """The message's outcome is final: drop its chunks (remember it if it was accepted)."""
+        """The message's outcome is final: drop its chunks (remember it if it was accepted).
+
+        Remembered by the hash of its last chunk: only that chunk is answered `DONE` later; a
+        different message that reuses the 16-bit message id is buffered and judged."""
+        group = self._groups.get(group_key)
+        if accepted and group is not None and group.last_id is not None:
+            self._done[group_key] = _digest(group.chunks[group.last_id])
         self._drop(group_key)
-        if accepted:
-            self._done.add(group_key)
 
     def add(
         self, participant_pk: bytes, coordinator_pk: bytes, tag: Tag, chunk: ChunkPayload, now: float
@@ -210,9 +241,14 @@ class ChunkAssembler:
         """Drop every partial message (the round ended); return how many."""
         dropped = len(self._groups)
         self._groups.clear()
+        self._singles.clear()
         self._done.clear()
         self._total = 0
         return dropped
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.sha1(data, usedforsecurity=False).digest()  # the Lua script's redis.sha1hex
 
 
 def _conflict(group: _Group, chunk: ChunkPayload) -> str:
