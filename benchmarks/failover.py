@@ -35,7 +35,7 @@ def main(argv: list[str]) -> None:
         "median s",
         "min s",
         "max s",
-        "bound TTL + TTL/6 s",
+        "TTL + TTL/6 s",
         "updates kept",
     ):
         table.add_column(column, justify="right")

@@ -211,10 +211,19 @@ class CoordinatorProcess:
     def _died(self) -> bool:
         return self.process is not None and self.process.poll() is not None
 
-    def status(self) -> dict[str, Any]:
-        code, body = http_get(self.url + "/status")
-        assert code == 200, body
-        result: dict[str, Any] = json.loads(body)
+    def status(self, timeout: float = 30) -> dict[str, Any]:
+        """`/status` of the serving coordinator; waits while it restores its round or, after a
+        kill -9, waits out its predecessor's lease (503 `starting` / `standby`)."""
+
+        def serving() -> dict[str, Any] | None:
+            code, body = http_get(self.url + "/status")
+            if code == 503 and json.loads(body).get("reason") in ("starting", "standby"):
+                return None
+            assert code == 200, body
+            document: dict[str, Any] = json.loads(body)
+            return document
+
+        result: dict[str, Any] = wait_until(serving, timeout, "the coordinator to serve its round")
         return result
 
     def kill(self, sig: int = signal.SIGKILL) -> None:

@@ -50,8 +50,10 @@ def holder_name(port: int | None = None) -> str:
 
 @dataclass(frozen=True)
 class Renewal:
-    """The outcome of one renewal: still ours (same token), taken again after it had expired
-    with nobody in between (`token == previous + 1`), or lost (someone else holds it)."""
+    """The outcome of one renewal: still ours (same token), or taken again by us with nobody
+    in between (a newer token, but our tenure began at or before the token we knew — e.g. a
+    late renewal of ours that the store ran after a pause); `continuous` is false when
+    another coordinator held the lease meanwhile (it may have changed the round)."""
 
     token: int
     continuous: bool
@@ -124,12 +126,12 @@ class LeaseKeeper:
         try:  # a renewal slower than the renewal period counts as failed (the Redis socket
             # timeout, 5 s, is longer than ttl/3: one slow call would let the lease run out)
             renewing = self.store.renew_lease(self.fence, self.holder, self.ttl_ms)
-            token = await asyncio.wait_for(renewing, self.ttl / 3)
+            token, since = await asyncio.wait_for(renewing, self.ttl / 3)
         except TimeoutError as error:
             raise StoreUnavailableError(f"the lease renewal took longer than {self.ttl / 3:g} s") from error
         if not token:
             return None
-        continuous = token in (self.token, self.token + 1)
+        continuous = 0 < since <= self.token
         if token != self.token:
             log.warning(
                 "lease had expired and was taken again",

@@ -31,6 +31,7 @@ class MemoryStore:
         self.fence = ""
         self._lease: tuple[str, float] | None = None  # fence value, monotonic expiry
         self._lease_token = 0
+        self._tenure: tuple[int, str] = (0, "")  # first token of the current holder's tenure
         self._chunks = ChunkAssembler(max_message_bytes=1)
         self._round: RoundRecord | None = None
         self._model: StoredModel | None = None
@@ -63,16 +64,20 @@ class MemoryStore:
         if lease is not None and lease[1] > time.monotonic():
             return 0
         self._lease_token += 1
+        if self._tenure[1] != holder:
+            self._tenure = (self._lease_token, holder)
         self._lease = (f"{self._lease_token}|{holder}", time.monotonic() + ttl_ms / 1000)
         return self._lease_token
 
-    async def renew_lease(self, fence: str, holder: str, ttl_ms: int) -> int:
+    async def renew_lease(self, fence: str, holder: str, ttl_ms: int) -> tuple[int, int]:
         if self._lease is not None and self._lease[1] > time.monotonic():
-            if self._lease[0] != fence:
-                return 0
-            self._lease = (fence, time.monotonic() + ttl_ms / 1000)
-            return int(fence.split("|", 1)[0])
-        return await self.acquire_lease(holder, ttl_ms)
+            value = self._lease[0]
+            if value != fence and not value.endswith(f"|{holder}"):
+                return 0, 0
+            self._lease = (value, time.monotonic() + ttl_ms / 1000)
+            return int(value.split("|", 1)[0]), self._tenure[0]
+        token = await self.acquire_lease(holder, ttl_ms)
+        return token, self._tenure[0]
 
     async def release_lease(self, fence: str) -> None:
         if self._lease is not None and self._lease[0] == fence:

@@ -58,28 +58,56 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then
 end
 """
 
-# KEYS: lease, token counter. ARGV: holder, ttl ms. Returns the new token, 0 if anyone
-# holds it (set-if-absent: holder names are unique per process, see store/lease.py).
-_ACQUIRE_SCRIPT = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local token = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], token .. '|' .. ARGV[1], 'PX', ARGV[2])
-return token
+# The tenure key `lease_tenure` = `<first token>|<holder>`: since which token the current
+# holder has held the lease without anyone else in between. A renewal that finds the lease
+# re-taken (by a late, queued renewal of our own after a store pause) is continuous only if
+# the tenure began at or before the token we know; if another coordinator held the lease
+# in between, it may have changed the round, so the old holder must step down.
+_TENURE = """
+local function tenure_start(holder)
+  local tenure = redis.call('GET', KEYS[3])
+  if tenure then
+    local start, who = string.match(tenure, '^(%d+)|(.*)$')
+    if who == holder then return tonumber(start) end
+  end
+  return 0
+end
+local function take(holder, ttl)
+  local token = redis.call('INCR', KEYS[2])
+  if tenure_start(holder) == 0 then redis.call('SET', KEYS[3], token .. '|' .. holder) end
+  redis.call('SET', KEYS[1], token .. '|' .. holder, 'PX', ttl)
+  return token
+end
 """
 
-# KEYS: lease, token counter. ARGV: fence, holder, ttl ms. Extends our lease (same token),
-# takes it again if it expired meanwhile (new token), or returns 0 if another holder has it.
-_RENEW_SCRIPT = """
-local value = redis.call('GET', KEYS[1])
-if value == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  return tonumber(string.match(value, '^(%d+)|'))
-end
-if value then return 0 end
-local token = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], token .. '|' .. ARGV[2], 'PX', ARGV[3])
-return token
+# KEYS: lease, token counter, tenure. ARGV: holder, ttl ms. Returns the new token, 0 if
+# anyone holds it (set-if-absent: holder names are unique per process, see store/lease.py).
+_ACQUIRE_SCRIPT = (
+    _TENURE
+    + """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+return take(ARGV[1], ARGV[2])
 """
+)
+
+# KEYS: lease, token counter, tenure. ARGV: fence, holder, ttl ms. Extends our lease (ours:
+# our fence, or our unique holder name with a newer token taken by a late renewal of ours),
+# takes it again if it expired meanwhile (new token), or returns {0, 0} if another holder
+# has it. Returns {token, first token of our tenure}.
+_RENEW_SCRIPT = (
+    _TENURE
+    + """
+local value = redis.call('GET', KEYS[1])
+local suffix = '|' .. ARGV[2]
+if value == ARGV[1] or (value and string.sub(value, -#suffix) == suffix) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return {tonumber(string.match(value, '^(%d+)|')), tenure_start(ARGV[2])}
+end
+if value then return {0, 0} end
+local token = take(ARGV[2], ARGV[3])
+return {token, tenure_start(ARGV[2])}
+"""
+)
 
 _RELEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
@@ -414,13 +442,14 @@ class RedisStore:
     # -- lease -------------------------------------------------------------------------------
     @_guarded
     async def acquire_lease(self, holder: str, ttl_ms: int) -> int:
-        keys = [self._key("lease"), self._key("lease_token")]
+        keys = [self._key("lease"), self._key("lease_token"), self._key("lease_tenure")]
         return int(await self._acquire_script(keys=keys, args=[holder, ttl_ms]))
 
     @_guarded
-    async def renew_lease(self, fence: str, holder: str, ttl_ms: int) -> int:
-        keys = [self._key("lease"), self._key("lease_token")]
-        return int(await self._renew_script(keys=keys, args=[fence, holder, ttl_ms]))
+    async def renew_lease(self, fence: str, holder: str, ttl_ms: int) -> tuple[int, int]:
+        keys = [self._key("lease"), self._key("lease_token"), self._key("lease_tenure")]
+        token, since = await self._renew_script(keys=keys, args=[fence, holder, ttl_ms])
+        return int(token), int(since)
 
     @_guarded
     async def release_lease(self, fence: str) -> None:
@@ -582,7 +611,8 @@ class RedisStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.set(staging, masked_model, px=_STAGING_MS)
             await self._update_script(keys=keys, args=args, client=pipe)
-            _, result = await pipe.execute(raise_on_error=False)
+            pipe.delete(staging)  # gone already if accepted (renamed); fenced off: not left for 60 s
+            _, result, _ = await pipe.execute(raise_on_error=False)
         if isinstance(result, Exception):
             raise result  # unchanged, so `_guarded` still sees a fencing refusal as one
         return _UPDATE_OUTCOMES[int(result)]

@@ -129,3 +129,35 @@ async def test_a_held_lease_is_never_taken_by_name(stores: Callable[[], Store]) 
     assert not await same_name.try_acquire(), "a held lease is not taken, not even by its name"
     assert await live.store.lease_holder() == ("host:8081", live.token)
     assert (await live.renew()) is not None, "the holder still holds it"
+
+
+async def test_a_late_renewal_of_our_own_does_not_make_the_holder_step_down(
+    stores: Callable[[], Store],
+) -> None:
+    """A store paused past the TTL (Redis SIGSTOP) runs our queued renewals when it resumes:
+    the first takes the expired lease again with a new token, the next ones still carry the
+    old fence. Nobody else held the lease meanwhile, so the holder keeps it (it used to read
+    this as "lost to another coordinator" and exit)."""
+    keeper = LeaseKeeper(stores(), 0.3, "a:1:tag")
+    assert await keeper.try_acquire()
+    first_token, old_fence = keeper.token, keeper.fence
+    await until(_expired(keeper.store))
+    late = await keeper.store.renew_lease(old_fence, keeper.holder, 300)  # the queued renewal
+    assert late == (first_token + 1, first_token)
+    renewal = await keeper.renew()  # ours, still with the old fence
+    assert renewal is not None and renewal.continuous and renewal.token == first_token + 1
+    assert keeper.accepting()
+    await keeper.store.add_sum_participant(PK, b"e" * 32, b"d")  # and it may write again
+
+
+async def test_a_holder_whose_lease_another_coordinator_held_meanwhile_steps_down(
+    stores: Callable[[], Store],
+) -> None:
+    old = LeaseKeeper(stores(), 0.3, "old:1:tag")
+    assert await old.try_acquire()
+    await until(_expired(old.store))
+    other = LeaseKeeper(stores(), 0.3, "other:2:tag")
+    assert await other.try_acquire()  # another coordinator drives the round for a while
+    await until(_expired(other.store))
+    renewal = await old.renew()  # the old holder takes the expired lease again …
+    assert renewal is not None and not renewal.continuous, "… but the round may have changed"

@@ -12,6 +12,8 @@ import base64
 import urllib.parse
 from pathlib import Path
 
+import pytest
+
 from tests import models
 from tests.coordinator.hand_round import HEAD, HandRound
 from tests.pet_client import ephemeral, keys_for
@@ -26,7 +28,13 @@ from xaynet.sdk.tasks import Task, compose_sum, compose_sum2, compose_update
 TOTAL = 4
 
 
-def test_an_update_stored_but_answered_503_is_in_the_global_model(tmp_path: Path) -> None:
+@pytest.mark.parametrize("store_fails_at_phase_end", [False, True])
+def test_an_update_stored_but_answered_503_is_in_the_global_model(
+    tmp_path: Path, store_fails_at_phase_end: bool
+) -> None:
+    """With `store_fails_at_phase_end`, the store also fails when the Update phase ends (the
+    reply to the count of stored updates is lost): the round waits for the store, finds it
+    holds one update more than memory, and goes on with it instead of failing the round."""
     with redis_server(tmp_path) as redis, reply_dropper(redis.port) as proxy:
         port = free_port()
         config = pet_config(
@@ -66,6 +74,8 @@ def test_an_update_stored_but_answered_503_is_in_the_global_model(tmp_path: Path
             assert proxy.cut == 1, "the proxy lost the reply of the update script"
             assert (code, headers.get("X-Xaynet-Reason")) == (503, "store_unavailable")
             # That client is slow to retry: update 3 ends the phase (min_update_count = 3).
+            if store_fails_at_phase_end:
+                proxy.arm(b"SCARD")  # the phase end's first question to the store
             keys, payload = update(3)
             assert round_.send(keys, params, payload).result == "accepted"
             params = round_.wait_phase("sum2")
@@ -77,6 +87,7 @@ def test_an_update_stored_but_answered_503_is_in_the_global_model(tmp_path: Path
             status = coordinator.status()
             model = round_.model_of(int(status["round_id"]))
             included = round_.check(model)  # the exact mean of the updates it names
+    assert proxy.cut == 1 + store_fails_at_phase_end
     assert included == {0, 1, 2, 3}, "the update whose answer was lost is in the model, once"
 
 

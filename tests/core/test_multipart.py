@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from xaynet.core.errors import LengthError, MultipartError
+from xaynet.core.message.assembler import CHUNK_OVERHEAD as OVERHEAD
 from xaynet.core.message.assembler import ChunkAssembler, ChunkGroup, ChunkStatus
 from xaynet.core.message.chunks import DEFAULT_MAX_MESSAGE_SIZE, ChunkPayload, split_payload
 from xaynet.core.message.header import Tag
@@ -108,8 +109,9 @@ def test_a_chunk_with_another_tag_belongs_to_another_message() -> None:
     assert done is not None and done.payload == b"abcdefgh"
 
 
-def test_limits_bound_memory_by_evicting_the_least_recently_extended_message() -> None:
-    assembler = ChunkAssembler(max_message_bytes=5, max_total_bytes=8, max_groups=2)
+def test_limits_bound_memory_by_evicting_one_chunk_messages_first_then_the_oldest() -> None:
+    # every chunk is charged its data plus CHUNK_OVERHEAD: room for 8 data bytes in 3 chunks
+    assembler = ChunkAssembler(max_message_bytes=5, max_total_bytes=8 + 3 * OVERHEAD, max_groups=2)
     first, second, _ = _chunks(b"abcdefgh")
     assembler.add(PK, ROUND, Tag.SUM, first, 0)
     with pytest.raises(MultipartError, match="exceeds 5 bytes"):
@@ -119,12 +121,17 @@ def test_limits_bound_memory_by_evicting_the_least_recently_extended_message() -
     assembler.put(one, ChunkPayload(0, 1, False, b"abcd"), 0)
     assembler.put(two, ChunkPayload(0, 2, False, b"abcd"), 1)
     assembler.put(one, ChunkPayload(1, 1, False, b"a"), 2)  # 9 bytes > 8: evicts `two`, not `one`
-    assert (len(assembler), assembler.buffered_bytes) == (1, 5)
+    assert (len(assembler), assembler.buffered_bytes) == (1, 5 + 2 * OVERHEAD)
     put = assembler.put(three, ChunkPayload(0, 3, False, b"abc"), 3)  # fits beside `one`
     assert (put.status, put.evicted) == (ChunkStatus.BUFFERED, 0)
-    put = assembler.put(two, ChunkPayload(0, 2, False, b"a"), 4)  # a third group: `one` is oldest
+    # a third group: `one` is the oldest, but `three` holds a single chunk (what a flood of
+    # first chunks from self-made keys looks like), so `three` goes
+    put = assembler.put(two, ChunkPayload(0, 2, False, b"a"), 4)
     assert (put.status, put.evicted) == (ChunkStatus.BUFFERED, 1)
-    assert (len(assembler), assembler.buffered_bytes) == (2, 4)
+    assert (len(assembler), assembler.buffered_bytes) == (2, 6 + 3 * OVERHEAD)
+    put = assembler.put(two, ChunkPayload(1, 2, False, b"b"), 5)  # no other one-chunk group:
+    assert (put.status, put.evicted) == (ChunkStatus.BUFFERED, 1)  # the oldest, `one`, goes
+    assert assembler.put(one, ChunkPayload(2, 1, True, b"x"), 6).status is ChunkStatus.MISSING
 
 
 def test_a_message_larger_than_the_whole_budget_is_a_capacity_answer_not_an_error() -> None:
@@ -161,6 +168,6 @@ def test_a_client_that_never_finishes_is_expired() -> None:
     assembler.add(PK, ROUND, Tag.SUM, ChunkPayload(0, 1, False, b"abc"), now=0)
     assembler.add(PK, ROUND, Tag.SUM, ChunkPayload(0, 2, False, b"abc"), now=50)
     assert assembler.expire(now=61) == 1
-    assert (len(assembler), assembler.buffered_bytes) == (1, 3)
+    assert (len(assembler), assembler.buffered_bytes) == (1, 3 + OVERHEAD)
     assert assembler.clear() == 1
     assert assembler.buffered_bytes == 0
