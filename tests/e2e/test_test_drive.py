@@ -50,3 +50,13 @@ def test_the_check_measures_the_distance_to_the_plain_mean() -> None:
     assert check_model(_model(mean), record, 20) <= TOLERANCE
     missing_one = np.mean([local_model(i, record.seed, 20).astype(np.float64) for i in (0, 1)], axis=0)
     assert check_model(_model(missing_one), record, 20) > 1e-3
+
+
+def test_more_participants_than_m3_aggregates_get_a_wider_model_type() -> None:
+    """`-n 1001` and up used to stop at once (the embedded settings asked M3 for more than its
+    1,000 models); every participant can now count."""
+    from xaynet.testdrive.embedded import embedded_settings
+
+    small, large = embedded_settings(1000, 10), embedded_settings(10_000, 10)
+    assert small.mask.model_type == "M3" and small.pet.max_update_count == 1000
+    assert large.mask.model_type == "M6" and large.pet.max_update_count == 10_000

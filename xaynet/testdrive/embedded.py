@@ -27,16 +27,19 @@ def embedded_settings(
     spread = math.sqrt(participants * p_sum * (1 - p_sum))
     min_updates = max(3, math.floor(expected_updates - 3 * spread))
     patience = 10 + participants * model_length / 50_000  # seconds a phase may take at most
+    # M3 aggregates up to 1,000 models; past that the next model type (M6: 10^6), so every
+    # participant can count (a wider type costs more bytes per weight, so only when needed)
+    model_type, capacity = ("M3", 1000) if participants <= 1000 else ("M6", 1_000_000)
     return Settings.model_validate(
         {
             "api": {"bind_address": f"127.0.0.1:{port}"},
             "pet": {
                 "min_sum_count": 1,
-                "max_sum_count": max(10, participants),
+                "max_sum_count": min(max(10, participants), capacity),
                 "min_update_count": min_updates,
-                "max_update_count": min(participants, 1000),
+                "max_update_count": min(participants, capacity),
                 "min_sum2_count": 1,
-                "max_sum2_count": max(10, participants),
+                "max_sum2_count": min(max(10, participants), capacity),
                 "min_sum_time": 2.5,
                 "max_sum_time": patience,
                 "min_update_time": 0.5,
@@ -50,7 +53,7 @@ def embedded_settings(
                 "group_type": "Prime",
                 "data_type": "F32",
                 "bound_type": bound_name(bound_type),
-                "model_type": "M3",
+                "model_type": model_type,
             },
             "model": {"length": model_length},
             "log": {"filter": "warn"},
