@@ -134,6 +134,24 @@ class Cluster:
             and event["involvedObject"].get("name") == name
         ]
 
+    def round_events_with(
+        self, name: str, *reasons: str, message_end: str = "", timeout: float = 30.0
+    ) -> list[dict[str, Any]]:
+        """The round's events once each named reason is among them (the last one's message
+        ending in `message_end`, if given). kopf posts events from a queue after the status
+        patch, so a test that reads them right after a reconcile must wait for them."""
+
+        def posted() -> list[dict[str, Any]] | None:
+            events = self.round_events(name)
+            for reason in reasons:
+                found = [e for e in events if e.get("reason") == reason]
+                if not found or not str(found[-1].get("message", "")).endswith(message_end):
+                    return None
+            return events
+
+        found: list[dict[str, Any]] = wait_until(posted, timeout, f"events {reasons} of {name}")
+        return found
+
     def reconciled(self, name: str, timeout: float = 60) -> dict[str, Any]:
         """The round once the operator has reconciled its current generation."""
         found: dict[str, Any] = wait_until(

@@ -55,7 +55,7 @@ def test_ha_exactly_one_replica_acts_and_the_other_takes_over(tmp_path: Path) ->
 
         k8s.apply(round_manifest("twice"))
         first = k8s.reconciled("twice")
-        events = k8s.round_events("twice")
+        events = k8s.round_events_with("twice", "ChildCreated", "PhaseChanged")
         created = Counter(e["message"] for e in events if e["reason"] == "ChildCreated")
         assert created and set(created.values()) == {1}, f"events doubled: {created}"
         phases = [e["message"] for e in events if e["reason"] == "PhaseChanged"]

@@ -109,7 +109,7 @@ def test_reconcile_suspend_and_resume_agree_with_the_replicas(tmp_path: Path) ->
         assert _conditions(resumed)["Suspended"]["status"] == "False"
         assert resumed["status"]["phase"] == "Provisioning"  # no coordinator answers in this cluster
         assert _replicas(k8s, "pause") == 1
-        assert {"PhaseChanged"} <= set(_reasons(k8s, "pause"))
+        assert k8s.round_events_with("pause", "PhaseChanged")
 
 
 def test_reconcile_fixing_an_invalid_spec_clears_failed(tmp_path: Path) -> None:
@@ -132,7 +132,7 @@ def test_reconcile_fixing_an_invalid_spec_clears_failed(tmp_path: Path) -> None:
         assert (condition["status"], condition["reason"]) == ("False", "SpecValid")
         assert fixed["status"]["phase"] == "Provisioning"
         assert "Deployment/oops-coordinator" in children(k8s, "oops")
-        events = {e["reason"]: e for e in k8s.round_events("oops")}
+        events = {e["reason"]: e for e in k8s.round_events_with("oops", "InvalidSpec", "SpecValid")}
         assert events["InvalidSpec"]["type"] == "Warning"
         assert "spec.pet.sumProbability" in events["InvalidSpec"]["message"]
         assert events["SpecValid"]["type"] == "Normal"
@@ -166,7 +166,7 @@ def test_reconcile_restart_after_a_refused_unsafe_change_keeps_the_applied_value
         assert config["model"]["length"] == 4, "the refused change is not rolled out by a restart"
         assert after["status"]["appliedSpec"]["modelLength"] == 4
         assert _conditions(after)["SpecChangeRefused"]["status"] == "True"
-        refusals = [e for e in k8s.round_events("keep") if e["reason"] == "UnsafeChange"]
+        refusals = [e for e in k8s.round_events_with("keep", "UnsafeChange") if e["reason"] == "UnsafeChange"]
         assert len(refusals) == 1 and refusals[0]["type"] == "Warning", "one warning, not one per restart"
 
 
@@ -180,6 +180,8 @@ def test_reconcile_a_succeeded_round_stays_stopped_after_a_restart(tmp_path: Pat
             k8s.wait_status("done", lambda s: s.get("phase") == "Succeeded", "the Succeeded phase")
         assert _replicas(k8s, "done") == 0
         ending = ("Succeeded", "RoundsCompleted", "PhaseChanged")
+        k8s.round_events_with("done", "RoundsCompleted")
+        k8s.round_events_with("done", "PhaseChanged", message_end="Succeeded")  # all of the ending
         posted = [reason for reason in _reasons(k8s, "done") if reason in ending]
 
         k8s.stop_operator(signal.SIGKILL)
