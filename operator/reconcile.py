@@ -257,6 +257,11 @@ async def _reconcile(namespace: str, name: str, session: aiohttp.ClientSession) 
         current += _carried(status, ("ModelPublished",)) or [
             Condition("ModelPublished", "False", "NoModelYet", "no global model yet")
         ]
+    if spec.model_export.s3 is not None:
+        archived = _archive_condition(
+            asked.status if asked is not None else None, new, coordinator_name(name)
+        )
+        current += [archived] if archived is not None else _carried(status, ("ModelArchived",))
 
     # -- decide: phase and conditions ----------------------------------------------------------
     if finished_before or new.get("phase") == "Succeeded":
@@ -394,6 +399,7 @@ async def _expire(body: dict[str, Any], new: dict[str, Any], spec: FederatedRoun
 
 
 _WARNINGS = {("Failed", "True"), ("SpecChangeRefused", "True"), ("RedisReady", "False")}
+_WARNING_REASONS = {"UploadFailing"}
 
 
 async def _write(
@@ -411,7 +417,7 @@ async def _write(
     before = {c.get("type"): c for c in old.get("conditions") or []}
     for item in current:
         was = before.get(item.type)
-        warning = (item.type, item.status) in _WARNINGS
+        warning = (item.type, item.status) in _WARNINGS or item.reason in _WARNING_REASONS
         if (was is None and warning) or (
             was is not None and (was.get("status"), was.get("reason")) != (item.status, item.reason)
         ):
@@ -436,3 +442,33 @@ def _point_at_archive(new: dict[str, Any], status: dict[str, Any], coordinator: 
     archived = (coordinator.get("archive") or {}).get("latest") or {}
     if latest and archived.get("round_id") == latest.get("round") and latest.get("s3") != archived.get("uri"):
         new["latestModel"] = {**latest, "s3": archived["uri"]}
+
+
+def _archive_condition(
+    coordinator: dict[str, Any] | None, new: dict[str, Any], deployment: str
+) -> Condition | None:
+    """`ModelArchived` from the coordinator's archive report (`spec.modelExport.s3`); None when
+    the coordinator did not answer (the previous condition is carried). A failing upload keeps
+    the round Running and its models queued in Redis: the condition is where a user sees why."""
+    if coordinator is None or not isinstance(coordinator.get("archive"), dict):
+        return None
+    archive = coordinator["archive"]
+    pending = int(archive.get("pending") or 0)
+    where = f"bucket {archive.get('bucket')} at {archive.get('endpoint')}"
+    if archive.get("last_error"):
+        return Condition(
+            "ModelArchived",
+            "False",
+            "UploadFailing",
+            f"{pending} global model(s) queued for {where}: {archive['last_error']}; the coordinator "
+            "retries, nothing is lost. Check spec.modelExport.s3 and its credentials Secret, then "
+            f"kubectl rollout restart deployment/{deployment}",
+        )
+    if pending:
+        return Condition(
+            "ModelArchived", "False", "Uploading", f"{pending} global model(s) queued for {where}"
+        )
+    uri = (new.get("latestModel") or {}).get("s3")
+    if uri:
+        return Condition("ModelArchived", "True", "Uploaded", f"the latest global model is {uri}")
+    return Condition("ModelArchived", "False", "NoModelYet", f"no global model uploaded to {where} yet")

@@ -27,6 +27,7 @@ CONDITION_TYPES = (
     "RedisReady",
     "CoordinatorReady",
     "ModelPublished",
+    "ModelArchived",
     "Succeeded",
 )
 

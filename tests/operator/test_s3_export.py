@@ -21,6 +21,7 @@ from tests.processes import coordinator_process, redis_server, run_test_drive, w
 from tests.s3server import s3_server
 from xaynet.core.mask.model import GlobalModel
 from xaynet.core.s3 import sha256_checksum
+from xaynet.operator.status import condition
 
 
 def test_a_large_model_is_archived_in_s3_and_outlives_the_coordinator(tmp_path: Path) -> None:
@@ -108,3 +109,59 @@ def test_a_large_model_is_archived_in_s3_and_outlives_the_coordinator(tmp_path: 
         )
         assert got.returncode == 0, got.stderr
         assert f"checksum:    {latest['checksum']} (matches the object's metadata)" in got.stdout
+
+
+def test_wrong_s3_keys_show_as_a_condition_and_the_model_waits_for_the_fix(tmp_path: Path) -> None:
+    """A user's first mistake with `spec.modelExport.s3`: keys that S3 refuses. The round says
+    why in `ModelArchived` (with a Warning event), does not claim Succeeded, and once the pod
+    runs with the right keys the queued model is uploaded: nothing lost."""
+    pet = {**EXAMPLE["spec"]["pet"], "minSumTime": 1, "minUpdateTime": 1, "minSum2Time": 0.5}
+    pet["sumProbability"] = 0.3
+    with redis_server(tmp_path) as redis, s3_server(with_auth=True) as s3, cluster(tmp_path) as k8s:
+        export = {
+            "configMap": True,
+            "maxConfigMapBytes": 1024,
+            "s3": {"endpoint": s3.url, "region": "minio", "credentialsSecretRef": {"name": "s3-keys"}},
+        }
+        k8s.apply(round_manifest("keys", modelLength=200, rounds=1, pet=pet, modelExport=export))
+        config_map = wait_until(
+            lambda: k8s.get("configmap", "keys-coordinator-config"), 30, "the coordinator config"
+        )
+        directory = tmp_path / "coordinator"
+        directory.mkdir()
+        kubelet_env = {
+            "XAYNET_REDIS__URL": redis.url,
+            "XAYNET_API__BIND_ADDRESS": f"127.0.0.1:{k8s.coordinator_port}",
+            "XAYNET_MODEL_EXPORT__DIRECTORY": str(directory / "models"),
+            "XAYNET_S3__ACCESS_KEY": s3.access_key,
+            "XAYNET_S3__SECRET_ACCESS_KEY": "not-the-secret",
+        }
+        config = config_map["data"]["config.toml"]
+        with coordinator_process(directory, config, k8s.coordinator_port, env=kubelet_env) as coord:
+            drive = run_test_drive(coord.url, rounds=1)
+            assert drive.returncode == 0, drive.stdout + drive.stderr
+            status = k8s.wait_status(
+                "keys",
+                lambda s: (
+                    (condition(s.get("conditions"), "ModelArchived") or {}).get("reason") == "UploadFailing"
+                ),
+                "ModelArchived=False/UploadFailing",
+            )
+            archived = condition(status["conditions"], "ModelArchived") or {}
+            assert archived["status"] == "False"
+            assert "1 global model(s) queued for bucket global-models" in archived["message"]
+            assert "credentials Secret" in archived["message"]
+            assert status["phase"] == "Running"  # not Succeeded while the model is only in Redis
+            warnings = k8s.round_events_with("keys", "UploadFailing")
+            assert any(e["type"] == "Warning" for e in warnings if e["reason"] == "UploadFailing")
+            assert s3.objects() == {}
+
+        # the user fixes the Secret; the pod restarts with the right keys
+        kubelet_env["XAYNET_S3__SECRET_ACCESS_KEY"] = s3.secret_key
+        with coordinator_process(directory, config, k8s.coordinator_port, env=kubelet_env):
+            status = k8s.wait_status("keys", lambda s: s.get("phase") == "Succeeded", "the Succeeded phase")
+        archived = condition(status["conditions"], "ModelArchived") or {}
+        assert (archived["status"], archived["reason"]) == ("True", "Uploaded")
+        key = status["latestModel"]["s3"].removeprefix("s3://global-models/")
+        assert sha256_checksum(s3.objects()[key]) == status["latestModel"]["checksum"]
+        assert_valid_round(k8s.get("federatedround", "keys") or {})
