@@ -55,7 +55,7 @@ _DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 
 
 class CoordinatorSpec(_Model):
-    image: str = Field("ghcr.io/xaynet/xaynet:0.1.0", max_length=512)
+    image: str | None = Field(None, max_length=512)  # None: `children.coordinator.default_image()`
     # 1 active coordinator + at most 1 hot standby (docs/high-availability.md)
     replicas: int = Field(1, ge=0, le=2)
     log_filter: str = Field("info", max_length=1024)

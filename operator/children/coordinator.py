@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import Any
 
 from xaynet.operator.children.common import (
@@ -71,13 +72,24 @@ def _s3_env(spec: FederatedRoundSpec) -> list[dict[str, Any]]:
     ]
 
 
+DEFAULT_IMAGE_ENV = "XAYNET_OPERATOR_COORDINATOR_IMAGE"
+BUILT_IN_IMAGE = "ghcr.io/xaynet/xaynet:0.1.0"
+
+
+def default_image() -> str:
+    """The image of rounds that do not name one. The chart sets it to the operator's own image,
+    so pushing one image to a private registry (and pinning it by digest) covers every round;
+    without the chart, the published image of this release."""
+    return os.environ.get(DEFAULT_IMAGE_ENV) or BUILT_IN_IMAGE
+
+
 def deployment(round_name: str, namespace: str, spec: FederatedRoundSpec, config_toml: str) -> dict[str, Any]:
     selector = labels(round_name, "coordinator")
     checksum = hashlib.sha256(config_toml.encode()).hexdigest()[:16]
     replicas = 0 if spec.suspend else spec.coordinator.replicas
     container: dict[str, Any] = {
         "name": "coordinator",
-        "image": spec.coordinator.image,
+        "image": spec.coordinator.image or default_image(),
         "args": ["coordinator", "--config", f"/etc/xaynet/{CONFIG_KEY}"],
         "env": _redis_env(round_name, namespace, spec) + _s3_env(spec),
         "ports": [{"name": "http", "containerPort": COORDINATOR_PORT}],

@@ -116,6 +116,14 @@ def test_an_image_digest_pins_the_image() -> None:
     assert _operator(_render({"image": {"tag": "9.9.9"}}))["image"] == "ghcr.io/xaynet/xaynet:9.9.9"
 
 
+def test_rounds_without_an_image_run_the_operators_image() -> None:
+    """Pushing one image to a private registry and pinning it covers every round's coordinator."""
+    digest = "sha256:" + "0123456789abcdef" * 4
+    values = {"image": {"repository": "registry.example/xaynet", "digest": digest}}
+    env = {e["name"]: e.get("value") for e in _operator(_render(values))["env"]}
+    assert env["XAYNET_OPERATOR_COORDINATOR_IMAGE"] == f"registry.example/xaynet@{digest}"
+
+
 def test_listed_namespaces_are_watched() -> None:
     documents = _render({"operator": {"allNamespaces": False, "namespaces": ["team-a", "team-b"]}})
     args = _operator(documents)["args"]

@@ -92,6 +92,19 @@ def test_the_operators_children_validate() -> None:
         _validate_builtin(child)
 
 
+def test_a_round_runs_its_own_image_or_the_operators_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    def image(raw: dict[str, Any]) -> str:
+        spec = parse_spec({"modelLength": 10, **raw})
+        found = coordinator.deployment("demo", "ns", spec, "")["spec"]["template"]["spec"]
+        return str(found["containers"][0]["image"])
+
+    monkeypatch.delenv(coordinator.DEFAULT_IMAGE_ENV, raising=False)
+    assert image({}) == coordinator.BUILT_IN_IMAGE
+    monkeypatch.setenv(coordinator.DEFAULT_IMAGE_ENV, "registry.example/xaynet@sha256:" + "ab" * 32)
+    assert image({}) == "registry.example/xaynet@sha256:" + "ab" * 32
+    assert image({"coordinator": {"image": "mine:1"}}) == "mine:1"
+
+
 def test_the_example_round_matches_the_crd_schema() -> None:
     (example,) = _kustomize("examples")
     jsonschema.Draft4Validator(SCHEMA).validate(example)
