@@ -37,7 +37,10 @@ def make_store(settings: Settings, metrics: CoordinatorMetrics) -> Store:
         return MemoryStore()
     from xaynet.coordinator.store.redis_store import RedisStore
 
-    return RedisStore(settings.redis.url, settings.redis.namespace, observe=metrics.observe_store)
+    password = settings.redis.password.get_secret_value() if settings.redis.password else None
+    return RedisStore(
+        settings.redis.url, settings.redis.namespace, observe=metrics.observe_store, password=password
+    )
 
 
 @dataclass

@@ -36,6 +36,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    SecretStr,
     TypeAdapter,
     ValidationError,
     field_validator,
@@ -178,6 +179,9 @@ class LogSettings(_Section):
 
 class RedisSettings(_Section):
     url: str
+    # Apart from the URL, so any character works (`@`, `:` or `/` would break a URL); the
+    # operator passes a Secret's key here. When unset, the URL's own password (if any) is used.
+    password: SecretStr | None = None
     namespace: str = Field("default", pattern=r"^[A-Za-z0-9._-]{1,128}$")
     # One active coordinator per namespace (coordinator/store/lease.py): a standby takes
     # over within about this time after the active one dies.

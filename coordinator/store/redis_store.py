@@ -398,9 +398,14 @@ class RedisStore:
         namespace: str,
         observe: Callable[[str, float], None] | None = None,
         timeout: float = 5.0,
+        password: str | None = None,  # a password in the URL wins (redis-py's from_url)
     ) -> None:
         self._redis = aioredis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=10
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            health_check_interval=10,
+            password=password,
         )
         self.safe_url = _without_password(url)
         self.prefix = f"xaynet:{namespace}:"

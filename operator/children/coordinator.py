@@ -40,17 +40,16 @@ def _redis_env(round_name: str, namespace: str, spec: FederatedRoundSpec) -> lis
     if spec.redis.mode == "Managed":
         host = f"{redis_name(round_name)}.{namespace}.svc"
         secret = {"name": redis_name(round_name), "key": PASSWORD_KEY}
-        url = f"redis://:$(REDIS_PASSWORD)@{host}:6379/0"
+        url = f"redis://{host}:6379/0"
     else:
         assert spec.redis.url is not None
         reference = spec.redis.password_secret_ref
         secret = {"name": reference.name, "key": reference.key} if reference else None
-        scheme, _, rest = spec.redis.url.partition("://")
-        url = f"{scheme}://:$(REDIS_PASSWORD)@{rest}" if secret else spec.redis.url
-    env: list[dict[str, Any]] = []
+        url = spec.redis.url
+    # the password as its own variable, never spliced into the URL: any character works
+    env: list[dict[str, Any]] = [{"name": "XAYNET_REDIS__URL", "value": url}]
     if secret:
-        env.append({"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": secret}})
-    env.append({"name": "XAYNET_REDIS__URL", "value": url})
+        env.append({"name": "XAYNET_REDIS__PASSWORD", "valueFrom": {"secretKeyRef": secret}})
     return env
 
 

@@ -113,11 +113,8 @@ def test_children_are_owned_labelled_and_configured(tmp_path: Path) -> None:
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
         env = {e["name"]: e for e in container["env"]}
-        assert (
-            env["XAYNET_REDIS__URL"]["value"]
-            == f"redis://:$(REDIS_PASSWORD)@alpha-redis.{NAMESPACE}.svc:6379/0"
-        )
-        assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "alpha-redis"
+        assert env["XAYNET_REDIS__URL"]["value"] == f"redis://alpha-redis.{NAMESPACE}.svc:6379/0"
+        assert env["XAYNET_REDIS__PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "alpha-redis"
         config = tomllib.loads(children["ConfigMap/alpha-coordinator-config"]["data"]["config.toml"])
         assert config["model"]["length"] == 12
         assert config["pet"]["sum"] == EXAMPLE["spec"]["pet"]["sumProbability"]
