@@ -8,9 +8,11 @@ import sys
 BENCHMARKS = {
     "core": "benchmarks.core",
     "ingest": "benchmarks.ingest",
+    "chunks": "benchmarks.chunks",
     "testdrive": "benchmarks.testdrive",
     "faults": "benchmarks.faults",
     "failover": "benchmarks.failover",
+    "round": "benchmarks.round",
 }
 
 

@@ -30,7 +30,7 @@ from xaynet.core.message.envelope import encode_messages
 from xaynet.sdk.tasks import Task, compose_sum, compose_update
 
 
-def _config(port: int, length: int, updates: int, summers: int, redis_url: str | None) -> str:
+def update_phase_config(port: int, length: int, updates: int, summers: int, redis_url: str | None) -> str:
     """Held in Update until all `updates` are in: min = max update count, no phase time limits."""
     return pet_config(
         length,
@@ -93,9 +93,8 @@ def bench(length: int, updates: int, summers: int, concurrency: int, store: str)
         )
         redis_url = stack.enter_context(redis).url if redis is not None else None
         port = free_port()
-        coordinator = stack.enter_context(
-            coordinator_process(directory, _config(port, length, updates, summers, redis_url), port)
-        )
+        config = update_phase_config(port, length, updates, summers, redis_url)
+        coordinator = stack.enter_context(coordinator_process(directory, config, port))
         client = PetClient(coordinator.url)
         wait_until(lambda: coordinator.status()["phase"] == "sum", 30, "the sum phase")
         params = client.params()

@@ -1,8 +1,10 @@
-"""Rounds at scale: N participants (one event loop) against a coordinator process.
+"""Rounds at scale: N participants (spread over `--workers` driver processes) against a
+coordinator process.
 
 For each N: wall time per round, SDK time per participant (mask + seal + sign, as measured
-inside the participants while they all share the loop, and once more in isolation), and the
-coordinator's peak memory (VmHWM of its process), to show it does not grow with N × model.
+inside the participants while they share their driver's loop, and once more in isolation), and
+the peak memory (VmHWM) of the coordinator and of the drivers, to show neither grows with
+N × model.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from xaynet.core.message.envelope import encode_messages
 from xaynet.sdk.tasks import compose_update
 from xaynet.testdrive.driver import Options, run
 from xaynet.testdrive.embedded import embedded_settings
+from xaynet.testdrive.group import poll_maximum
 
 
 def to_toml(settings: Settings, port: int) -> str:
@@ -65,8 +68,8 @@ def isolated_sdk_ms(length: int, summers: int = 10) -> float:
     return median_seconds(work, 15) * 1e3
 
 
-def bench(participants: int, length: int, rounds: int) -> dict[str, object]:
-    settings = embedded_settings(participants, length)
+def bench(participants: int, length: int, rounds: int, workers: int = 1) -> dict[str, object]:
+    settings = embedded_settings(participants, length, poll_maximum=poll_maximum(-(-participants // workers)))
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         with coordinator_process(Path(tmp), to_toml(settings, port), port) as coordinator:
@@ -80,6 +83,7 @@ def bench(participants: int, length: int, rounds: int) -> dict[str, object]:
                         model_length=length,
                         url=coordinator.url,
                         live=False,
+                        workers=workers,
                     )
                 )
             )
@@ -98,6 +102,10 @@ def bench(participants: int, length: int, rounds: int) -> dict[str, object]:
         if outcome.completed
         else 0,
         "peak_mb": peak,
+        "drivers_mb": max(
+            [v for v in outcome.peak_rss_mb.get("drivers") or [] if v is not None]
+            + [outcome.peak_rss_mb.get("test_drive") or 0.0]
+        ),
         "wall_s": wall,
     }
 
@@ -107,11 +115,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-n", "--participants", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("-l", "--model-length", type=int, default=10_000)
     parser.add_argument("-r", "--rounds", type=int, default=3)
+    parser.add_argument("-w", "--workers", type=int, default=1, help="driver processes")
     args = parser.parse_args(argv)
-    results = [bench(n, args.model_length, args.rounds) for n in args.participants]
+    results = [bench(n, args.model_length, args.rounds, args.workers) for n in args.participants]
     isolated = isolated_sdk_ms(args.model_length)
     table = Table(
-        title=f"test-drive at scale: {args.model_length:,} weights, Prime/F32/B0/M3, multipart 3912 B"
+        title=f"test-drive at scale: {args.model_length:,} weights, {args.workers} driver(s), "
+        "Prime/F32/B0 (M3; M6 past 1,000), multipart 3912 B"
     )
     for column in (
         "participants",
@@ -120,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         "s per round",
         "SDK ms/updater (loaded)",
         "coordinator peak MB",
+        "largest driver peak MB",
     ):
         table.add_column(column, justify="right")
     for r in results:
@@ -130,6 +141,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{r['round_s']:.1f}",
             f"{r['sdk_ms_loaded']:.1f}",
             f"{r['peak_mb']:.0f}",
+            f"{r['drivers_mb']:.0f}",
         )
     Console(width=140).print(table)
     print(

@@ -22,12 +22,13 @@ import logging
 import time
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 from aiohttp.typedefs import Handler
 
 from xaynet.coordinator import progress
+from xaynet.coordinator.allocator import keep_freed_buffers
 from xaynet.coordinator.machine import PhaseMachine
-from xaynet.coordinator.pipeline import Outcome, Request, Verdict
+from xaynet.coordinator.pipeline import BUFFERED, Outcome, Request, Verdict
 from xaynet.coordinator.services import Services
 from xaynet.coordinator.store.base import Phase, StoreUnavailableError
 from xaynet.core.bincode import encode_seed_dict, encode_sum_dict
@@ -38,6 +39,10 @@ MACHINE = web.AppKey("machine", PhaseMachine)
 # The phase machine's task, set once it exists (after the server started: a holder, since
 # an application must not be changed once it runs).
 PHASE_TASK: web.AppKey[list[asyncio.Task[None]]] = web.AppKey("phase_task")
+# The largest POST body of these settings (fixed at start: the settings are frozen).
+MAX_BODY = web.AppKey("max_body", int)
+# A body the `lifecycle` middleware read (under its deadline) for the handler.
+BODY = web.RequestKey("body", bytes)
 OCTETS = "application/octet-stream"
 
 
@@ -56,6 +61,14 @@ def _json(status: int, data: dict[str, Any], headers: dict[str, str] | None = No
     )
 
 
+def _verdict_json(verdict: Verdict) -> dict[str, str]:
+    return {"result": verdict.outcome.value, "reason": verdict.reason, "detail": verdict.detail}
+
+
+# Most answers to a chunk: encoded once, not per chunk.
+_BUFFERED_BODY = json.dumps(_verdict_json(BUFFERED)).encode()
+
+
 def _message_response(verdict: Verdict, services: Services | None = None) -> web.Response:
     headers = {"X-Xaynet-Result": verdict.outcome.value}
     lease = services.lease if services is not None else None
@@ -65,7 +78,10 @@ def _message_response(verdict: Verdict, services: Services | None = None) -> web
         headers["X-Xaynet-Lease-Token"] = str(lease.token)
     if verdict.reason:
         headers["X-Xaynet-Reason"] = verdict.reason
-    body = {"result": verdict.outcome.value, "reason": verdict.reason, "detail": verdict.detail}
+    if verdict is BUFFERED:
+        headers["Content-Type"] = "application/json"
+        return web.Response(status=200, body=_BUFFERED_BODY, headers=headers)
+    body = _verdict_json(verdict)
     match verdict.outcome:
         case Outcome.ACCEPTED:
             return web.Response(status=200, headers=headers)
@@ -81,7 +97,9 @@ def _message_response(verdict: Verdict, services: Services | None = None) -> web
 async def post_message(request: web.Request) -> web.Response:
     services, machine = request.app[SERVICES], request.app[MACHINE]
     state = services.state
-    body = await request.read()
+    body = request.get(BODY)
+    if body is None:
+        body = await request.read()
     services.metrics.received_bytes.inc(len(body))
     view = state.view()
     prepared = await services.pipeline.prepare(body, view, services.store)
@@ -98,11 +116,11 @@ async def post_message(request: web.Request) -> web.Response:
             await services.pipeline.release(services.store, prepared.chunks, accepted)
     else:
         verdict = prepared
-    services.metrics.messages.labels(
-        view.record.phase.value, verdict.outcome.value, verdict.reason or "ok"
-    ).inc()
+    services.metrics.count_message(view.record.phase.value, verdict.outcome.value, verdict.reason or "ok")
+    if verdict is BUFFERED:
+        return _message_response(verdict, services)  # nothing else to count or say per chunk
     if verdict.outcome is Outcome.ACCEPTED:
-        services.metrics.participants.labels(view.record.phase.value).set(state.accepted(view.record.phase))
+        services.metrics.set_accepted(view.record.phase.value, state.accepted(view.record.phase))
     else:
         if verdict.outcome in (Outcome.REJECTED, Outcome.DISCARDED) and view.record.phase in state.counters:
             counter = state.counters[view.record.phase]
@@ -274,7 +292,7 @@ async def lifecycle(request: web.Request, handler: Handler) -> web.StreamRespons
         return _message_response(verdict)
     if services.finished:
         limit = services.settings.pet.max_rounds
-        services.metrics.messages.labels(services.state.phase.value, "rejected", "rounds_finished").inc()
+        services.metrics.count_message(services.state.phase.value, "rejected", "rounds_finished")
         return _message_response(
             Verdict(
                 Outcome.REJECTED,
@@ -282,7 +300,7 @@ async def lifecycle(request: web.Request, handler: Handler) -> web.StreamRespons
                 f"all {limit} rounds of this coordinator are complete; it takes no more messages",
             )
         )
-    largest = max_message_size(services)
+    largest = request.app[MAX_BODY]
     length = request.content_length
     if length is not None and length > largest:
         response = _json(
@@ -290,12 +308,24 @@ async def lifecycle(request: web.Request, handler: Handler) -> web.StreamRespons
         )
         response.force_close()
         return response
+    if request.content.is_eof():  # the whole body came with the headers (a chunk, usually)
+        return await handler(request)
     deadline = services.settings.api.read_timeout + (length or largest) / BODY_BYTES_PER_SECOND
     try:
         async with asyncio.timeout(deadline):
-            await request.read()  # cached: the handler's read() returns these bytes
+            if length is None:  # chunked transfer: aiohttp's read() enforces the size limit
+                await request.read()  # cached: the handler's read() returns these bytes
+            else:  # at most `length` bytes; joined once (read() copies a large body thrice)
+                request[BODY] = await request.content.read()
     except TimeoutError:
         response = _json(408, {"error": f"the request body did not arrive within {deadline:.0f} s"})
+        response.force_close()
+        return response
+    except (ConnectionResetError, ClientPayloadError) as error:
+        # the client went away mid-body (a phone losing its network): nothing was taken, and
+        # no answer can reach it; one debug line, not aiohttp's ERROR with a traceback
+        log.debug("client disconnected before its body arrived: %s", error)
+        response = _json(400, {"error": "the connection closed before the body arrived"})
         response.force_close()
         return response
     return await handler(request)
@@ -304,6 +334,8 @@ async def lifecycle(request: web.Request, handler: Handler) -> web.StreamRespons
 def build_app(services: Services, machine: PhaseMachine) -> web.Application:
     app = web.Application(client_max_size=max_message_size(services), middlewares=[lifecycle])
     app[SERVICES] = services
+    app[MAX_BODY] = max_message_size(services)
+    keep_freed_buffers(app[MAX_BODY])  # each message would page-fault its buffers in again
     app[PHASE_TASK] = []
     app[MACHINE] = machine
     app.router.add_get("/params", get_params)

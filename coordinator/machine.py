@@ -11,6 +11,7 @@ with `[pet] max_rounds` it stops after that many global models (counted in the s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
@@ -261,10 +262,10 @@ class PhaseMachine:
                 )
                 next_report = now + STALL_REPORT_EVERY
             wake = min(deadline - now, recheck, next_report - now)
-            try:
-                await asyncio.wait_for(state.changed.wait(), max(wake, 0.05))
-            except TimeoutError:
-                continue
+            # woken by every accepted message: a timeout scope, not `wait_for` (a task per wake)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(wake, 0.05)):
+                    await state.changed.wait()
 
     # -- restore -----------------------------------------------------------------------
     async def resume(self) -> None:

@@ -52,7 +52,7 @@ def coordinator_url(value: str) -> str:
 
 
 def _coordinator(args: argparse.Namespace) -> int:
-    from xaynet.coordinator import logs
+    from xaynet.coordinator import event_loop, logs
     from xaynet.coordinator.service import serve_forever
     from xaynet.coordinator.settings import SettingsError, load_settings
 
@@ -65,7 +65,7 @@ def _coordinator(args: argparse.Namespace) -> int:
     logs.configure(settings.log.filter, settings.log.format)
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve_forever(settings))
+            event_loop.run(serve_forever(settings))
     except OSError as error:
         if error.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
             reason = {
@@ -83,18 +83,42 @@ def _coordinator(args: argparse.Namespace) -> int:
 
 def _test_drive(args: argparse.Namespace) -> int:
     from xaynet.testdrive.driver import Options, run
+    from xaynet.testdrive.embedded import PHASE_MINIMUMS, EmbeddedSettingsError, embedded_settings
 
     if args.participants < 4:
         raise UsageError("at least 4 participants are needed (a round needs 3 updates and 1 sum)")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    minimums = {k: getattr(args, k) for k in PHASE_MINIMUMS if getattr(args, k) is not None}
+    if minimums and args.url:
+        given = ", ".join("--" + k.replace("_", "-") for k in minimums)
+        raise UsageError(
+            f"{given} set the embedded coordinator's phases; with -u, set them in its [pet] settings"
+        )
+    workers = (os.cpu_count() or 1) if args.workers is None else args.workers
+    if args.task != "random":
+        workers = 1  # a learning task's data and shards live in this process
+    try:
+        embedded_settings(  # checked here: a bad N or minimum is one line, exit 2
+            args.participants, max(1, args.model_length), minimums=minimums
+        )
+    except EmbeddedSettingsError as error:
+        raise UsageError(str(error)) from None
+    stall = args.stall_seconds
+    if stall is None:  # progress is any accepted message; a Sum2 derivation at scale has none for long
+        stall = max(300.0, args.participants * max(1, args.model_length) / 2_000_000)
     options = Options(
         participants=args.participants,
         rounds=args.rounds,
         model_length=args.model_length,
         url=args.url,
         max_message_size=None if args.max_message_size == 0 else args.max_message_size,
-        stall_seconds=args.stall_seconds,
+        stall_seconds=stall,
         workload=_workload(args),
         plot=args.plot,
+        workers=workers,
+        minimums=minimums,
+        json_path=args.json,
     )
     outcome = asyncio.run(run(options))
     return 0 if outcome.ok else 1
@@ -235,8 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     drive.add_argument(
         "--stall-seconds",
         type=float,
-        default=300.0,
-        help="fail when no round completes (or the coordinator is unreachable) this long",
+        help="fail after this long without progress (no phase change and no accepted message, or "
+        "the coordinator unreachable); default: 300, more for N × model length above 6·10^8 (a "
+        "long Sum2 derivation accepts nothing for a while)",
     )
     drive.add_argument(
         "--task",
@@ -247,6 +272,49 @@ def build_parser() -> argparse.ArgumentParser:
         "round beside a centrally trained baseline (needs xaynet[examples]; 650 weights, bound B2)",
     )
     drive.add_argument("--plot", metavar="FILE.png", help="with --task digits: write accuracy per round")
+    drive.add_argument(
+        "-w",
+        "--workers",
+        type=int,
+        help="driver processes the participants are spread over (default: this machine's cores); "
+        "with more than one, the embedded coordinator runs in a process of its own too. --task "
+        "digits always runs in one process",
+    )
+    drive.add_argument(
+        "--json",
+        metavar="FILE",
+        help="write a summary as one JSON object: ok, participants, workers, model_length, "
+        "wall_seconds, stalled, interrupted, refused, died, failed_rounds, peak_rss_mb {coordinator, "
+        "drivers, test_drive} (MB, or a word when not measured), and per round: round_id, verdict, "
+        "max_error, tolerance, phase_seconds, accepted (per phase, the coordinator's counts), "
+        "selected, updates_known_accepted, dropped (work stopped after its phase ended), bytes_sent, "
+        "seconds",
+    )
+    minimums = drive.add_argument_group(
+        "phase minimums of the embedded coordinator (printed at start; not with -u)"
+    )
+    for phase, seconds in (
+        ("sum", "2.5, more past 2,000 participants per driver"),
+        ("update", "0.5"),
+        ("sum2", "0.5"),
+    ):
+        minimums.add_argument(
+            f"--min-{phase}-time",
+            type=float,
+            metavar="S",
+            help=f"seconds the {phase} phase lasts at least (default: {seconds})",
+        )
+    for phase, count in (
+        ("sum", "1"),
+        ("update", "3 standard deviations below the expected updaters"),
+        ("sum2", "1"),
+    ):
+        minimums.add_argument(
+            f"--min-{phase}-count",
+            type=int,
+            metavar="N",
+            help=f"{phase} messages the phase waits for (default: {count})",
+        )
     drive.set_defaults(run=_test_drive)
 
     participant = _command(

@@ -19,7 +19,7 @@ async def handle(services: Services, request: Request) -> Verdict:
         state.note_accepted(Phase.SUM, request.participant_pk)
         return Verdict(Outcome.ACCEPTED)
     stored = await store.accepted_digest(request.participant_pk)
-    if stored is not None and stored != request.digest:
+    if stored is not None and not request.same_message(stored):
         return Verdict(Outcome.REJECTED, "duplicate_sum", "this participant already sent another sum message")
     if request.participant_pk in state.accepted_pks and stored is not None:
         # the same message again (its answer was lost, or the client re-sent it): idempotent

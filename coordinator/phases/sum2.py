@@ -14,12 +14,12 @@ async def handle(services: Services, request: Request) -> Verdict:
     state = services.state
     pk = request.participant_pk
     if pk in state.accepted_pks:
-        if await services.store.accepted_digest(pk) == request.digest:
+        if request.same_message(await services.store.accepted_digest(pk)):
             return Verdict(Outcome.ACCEPTED, "already_accepted")  # the same message again
         return Verdict(Outcome.REJECTED, "duplicate_sum2", "this participant already sent its mask")
     outcome = await services.store.add_mask(pk, payload.model_mask.to_bytes(), request.digest)
     if outcome is MaskOutcome.DUPLICATE:
-        if not request.digest or await services.store.accepted_digest(pk) != request.digest:
+        if not request.same_message(await services.store.accepted_digest(pk)):
             return Verdict(Outcome.REJECTED, "duplicate_sum2", "this participant already sent its mask")
         outcome = MaskOutcome.ACCEPTED  # stored by an earlier attempt whose answer was lost
     if outcome is MaskOutcome.UNKNOWN_SUM_PARTICIPANT:

@@ -26,7 +26,7 @@ async def handle(services: Services, request: Request) -> Verdict:
     assert aggregation is not None
     pk = request.participant_pk
     if pk in state.accepted_pks:
-        if await services.store.accepted_digest(pk) == request.digest:
+        if request.same_message(await services.store.accepted_digest(pk)):
             return Verdict(Outcome.ACCEPTED, "already_accepted")  # the same message again
         return Verdict(Outcome.REJECTED, "duplicate_update", "this participant already sent its update")
     try:
@@ -34,13 +34,12 @@ async def handle(services: Services, request: Request) -> Verdict:
     except MaskError as error:
         return Verdict(Outcome.REJECTED, error.reason, error.message)
     masked = payload.masked_model
-    body = (payload.masked_model_bytes or masked.to_bytes()) if services.keeps_models else b""
+    body = bytes(payload.masked_model_bytes or masked.to_bytes()) if services.keeps_models else b""
     outcome = await services.store.add_update(pk, payload.local_seed_dict, body, request.digest)
     if (
         outcome is UpdateOutcome.DUPLICATE
         and services.keeps_models
-        and request.digest
-        and await services.store.accepted_digest(pk) == request.digest
+        and request.same_message(await services.store.accepted_digest(pk))
     ):
         # Stored by an earlier attempt of this very message whose answer was lost: aggregate
         # what was stored. A different message from that participant stays a duplicate.

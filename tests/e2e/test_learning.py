@@ -15,13 +15,14 @@ pytest.importorskip("sklearn", reason="the digits task needs scikit-learn (pip i
 
 from tests.processes import coordinator_process, free_port, pet_config
 from xaynet.core.bincode import RoundParameters
-from xaynet.core.mask.config import DEFAULT_CONFIG, MaskConfigPair
+from xaynet.core.mask.config import DEFAULT_CONFIG
 from xaynet.core.mask.model import GlobalModel
 from xaynet.sdk import Participant
 from xaynet.testdrive import learning
 from xaynet.testdrive.driver import Options, run
-from xaynet.testdrive.records import RoundRecord, local_model
-from xaynet.testdrive.workloads import DigitsTask, RandomVectors, _Sent, refuse_if_clamped
+from xaynet.testdrive.records import local_model
+from xaynet.testdrive.tally import RoundTally
+from xaynet.testdrive.workloads import DigitsTask, RandomVectors, refuse_if_clamped
 
 
 def test_digits_task_reaches_the_central_baseline(tmp_path: Path) -> None:
@@ -59,16 +60,17 @@ def test_shards_are_non_iid_and_cover_the_data() -> None:
     assert learning.label_skew(data.train_y, shards) > 0.3 > learning.label_skew(data.train_y, iid)
 
 
-def _record_and_task() -> tuple[DigitsTask, RoundRecord, np.ndarray, np.ndarray]:
+def _tally_and_task() -> tuple[DigitsTask, RoundTally, np.ndarray, np.ndarray]:
     task = DigitsTask(8)
-    record = RoundRecord(seed=bytes(32), accepted_updates={0, 3, 5})
+    task.vect_config = DEFAULT_CONFIG
+    tally = RoundTally(bytes(32))
     rng = np.random.default_rng(1)
     models = {i: rng.uniform(-2, 2, learning.MODEL_LENGTH).astype(np.float32) for i in (0, 3, 5)}
-    sent = _Sent(MaskConfigPair.same(DEFAULT_CONFIG), models, {i: float(task.scalars[i]) for i in models})
-    task._sent[record.seed] = sent
-    scalars = np.array([sent.scalars[i] for i in (0, 3, 5)])
+    for i, model in models.items():
+        tally.add(i, model, float(task.scalars[i]))
+    scalars = np.array([task.scalars[i] for i in (0, 3, 5)])
     stacked = np.array([models[i] for i in (0, 3, 5)], dtype=np.float64)
-    return task, record, scalars @ stacked / scalars.sum(), stacked.mean(axis=0)
+    return task, tally, scalars @ stacked / scalars.sum(), stacked.mean(axis=0)
 
 
 def _as_global(values: np.ndarray) -> GlobalModel:
@@ -77,12 +79,11 @@ def _as_global(values: np.ndarray) -> GlobalModel:
 
 
 def test_the_check_requires_the_weighted_mean() -> None:
-    task, record, weighted, plain = _record_and_task()
+    task, tally, weighted, plain = _tally_and_task()
     assert len(set(task.scalars.tolist())) > 1, "shards of different sizes: scalars differ"
-    error, tolerance = task.check(_as_global(weighted), record)
+    error, tolerance = task.check(_as_global(weighted), tally)
     assert error <= tolerance < 1e-8
-    task, record, _, _ = _record_and_task()
-    error, tolerance = task.check(_as_global(plain), record)
+    error, tolerance = task.check(_as_global(plain), tally)
     assert error > 1000 * tolerance
 
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 
+from tests.processes import coordinator_process, free_port, pet_config
 from xaynet.core.mask.model import GlobalModel
-from xaynet.testdrive.records import TOLERANCE, RoundRecord, check_model, local_model
+from xaynet.testdrive.records import TOLERANCE, local_model
+from xaynet.testdrive.tally import RoundTally
+from xaynet.testdrive.workloads import RandomVectors
 
 
 def test_test_drive_completes_rounds_and_checks_them() -> None:
@@ -44,12 +48,19 @@ def _model(values: np.ndarray) -> GlobalModel:
     return GlobalModel.from_fractions(np.round(values * scale).astype(np.int64), scale)
 
 
-def test_the_check_measures_the_distance_to_the_plain_mean() -> None:
-    record = RoundRecord(seed=bytes(range(32)), accepted_updates={0, 1, 2})
-    mean = np.mean([local_model(i, record.seed, 20).astype(np.float64) for i in (0, 1, 2)], axis=0)
-    assert check_model(_model(mean), record, 20) <= TOLERANCE
-    missing_one = np.mean([local_model(i, record.seed, 20).astype(np.float64) for i in (0, 1)], axis=0)
-    assert check_model(_model(missing_one), record, 20) > 1e-3
+def test_the_check_measures_the_distance_to_the_plain_mean_of_the_accepted_updates() -> None:
+    """Two drivers' running sums, combined: the mean of exactly the accepted models."""
+    seed = bytes(range(32))
+    drivers = [RoundTally(seed), RoundTally(seed)]
+    for index in (0, 1, 2):
+        drivers[index % 2].add(index, local_model(index, seed, 20), 1.0)
+    drivers[0].add(0, local_model(0, seed, 20), 1.0)  # a re-sent message accepted again: counted once
+    tally = RoundTally.combine(seed, drivers)
+    mean = np.mean([local_model(i, seed, 20).astype(np.float64) for i in (0, 1, 2)], axis=0)
+    error, tolerance = RandomVectors().check(_model(mean), tally)
+    assert tolerance == TOLERANCE and error <= tolerance
+    missing_one = np.mean([local_model(i, seed, 20).astype(np.float64) for i in (0, 1)], axis=0)
+    assert RandomVectors().check(_model(missing_one), tally)[0] > 1e-3
 
 
 def test_more_participants_than_m3_aggregates_get_a_wider_model_type() -> None:
@@ -60,3 +71,38 @@ def test_more_participants_than_m3_aggregates_get_a_wider_model_type() -> None:
     small, large = embedded_settings(1000, 10), embedded_settings(10_000, 10)
     assert small.mask.model_type == "M3" and small.pet.max_update_count == 1000
     assert large.mask.model_type == "M6" and large.pet.max_update_count == 10_000
+    assert embedded_settings(10**7, 10).mask.model_type == "M9"
+
+
+def test_sum_participants_stay_a_handful_whatever_n() -> None:
+    """Each sum participant derives one mask per update: 1 % of 10,000 would be 100 of them."""
+    from xaynet.testdrive.embedded import sum_probability
+
+    assert sum_probability(12) == 0.3 and sum_probability(1000) == 0.01
+    assert 10_000 * sum_probability(10_000) == 10
+
+
+def test_more_participants_than_any_model_type_is_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "xaynet", "test-drive", "-n", str(10**13), "--rounds", "1"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("xaynet test-drive: 10,000,000,000,000 participants are more")
+    assert "M12: at most 1,000,000,000,000" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_a_round_without_progress_is_reported_stalled(tmp_path: Path) -> None:
+    """A Sum phase that can never reach its minimum (and would last minutes): test-drive stops
+    after --stall-seconds without an accepted message, says so, exits 1."""
+    port = free_port()
+    config = pet_config(4, port=port, min_sum_count=50, times=(1, 1, 0.5), max_time=600)
+    with coordinator_process(tmp_path, config, port) as coordinator:
+        done = subprocess.run(
+            [sys.executable, "-m", "xaynet", "test-drive", "-u", coordinator.url, "-n", "5",
+             "--rounds", "1", "--stall-seconds", "5"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "no progress (no phase change, no accepted message) for 5 s: stalled" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr

@@ -83,6 +83,20 @@ def verify(public_key: bytes, message: bytes | memoryview, signature: bytes | me
         raise SignatureError("the signature does not verify with the sender's public key") from exc
 
 
+def verify_signed(public_key: bytes, signed: bytes) -> None:
+    """Raise `SignatureError` unless `signed` is `signature ‖ message` signed by `public_key`.
+
+    libsodium's combined form, which is what a message plaintext already is (the signature at
+    [0, 64), the signed bytes after it): no `signature ‖ message` is assembled from parts first
+    (libsodium still writes the opened message to a buffer of its own)."""
+    if len(public_key) != PUBLIC_KEY_LENGTH or len(signed) < SIGNATURE_LENGTH:
+        raise SignatureError("malformed public key or signature")
+    try:
+        crypto_sign_open(signed, public_key)
+    except (BadSignatureError, NaclCryptoError, ValueError) as exc:
+        raise SignatureError("the signature does not verify with the sender's public key") from exc
+
+
 def is_valid_signature(public_key: bytes, message: bytes, signature: bytes) -> bool:
     try:
         verify(public_key, message, signature)

@@ -36,9 +36,12 @@ def task_signature(keys: SigningKeyPair, round_seed: bytes, task: bytes) -> byte
 def is_sum_participant(
     participant_pk: bytes, sum_signature: bytes, round_seed: bytes, sum_prob: float
 ) -> bool:
-    """The coordinator's view: a valid sum ticket that wins the sum lottery."""
-    return is_valid_signature(participant_pk, round_seed + SUM_TASK, sum_signature) and is_eligible(
-        sum_signature, sum_prob
+    """The coordinator's view: a valid sum ticket that wins the sum lottery.
+
+    The lottery (one SHA-256) is checked before the signature (an Ed25519 verification, ~50 µs):
+    the answer is the same, and most tickets an update carries lose the sum lottery."""
+    return is_eligible(sum_signature, sum_prob) and is_valid_signature(
+        participant_pk, round_seed + SUM_TASK, sum_signature
     )
 
 
@@ -54,6 +57,6 @@ def is_update_participant(
     """Not a summer, and a valid update ticket that wins the update lottery (WIRE.md §2.3)."""
     if is_sum_participant(participant_pk, sum_signature, round_seed, sum_prob):
         return False
-    return is_valid_signature(participant_pk, round_seed + UPDATE_TASK, update_signature) and is_eligible(
-        update_signature, update_prob
+    return is_eligible(update_signature, update_prob) and is_valid_signature(
+        participant_pk, round_seed + UPDATE_TASK, update_signature
     )

@@ -8,7 +8,8 @@ participants can share one event loop.
 
 Differences from the original, deliberately: every request has a timeout, a coordinator that
 stays unreachable (or answers garbage) ends `run` with a typed exception instead of polling
-forever, and the whole state can be saved and restored in any phase.
+forever, the whole state can be saved and restored in any phase, and work whose phase ended
+is dropped instead of finished and posted (a Sum2 derivation stops between masks).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import enum
 import functools
 import json
 import logging
+import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,7 +45,15 @@ from xaynet.sdk.errors import (
     LocalModelLengthMisMatch,
     ParticipantRestore,
 )
-from xaynet.sdk.tasks import Task, compose_sum, compose_sum2, compose_update, model_array, select_task
+from xaynet.sdk.tasks import (
+    PhaseEndedError,
+    Task,
+    compose_sum,
+    compose_sum2,
+    compose_update,
+    model_array,
+    select_task,
+)
 
 log = logging.getLogger("xaynet.sdk")
 STATE_VERSION = 1
@@ -62,20 +73,26 @@ class State(enum.StrEnum):
 class PollSchedule:
     """When to tick next: quickly after progress, then slower (×factor) up to `maximum`.
 
-    The wheel's cadence is 0.1 s growing by ×1.2 to 10 s (SDK.md §3).
+    The wheel's cadence is 0.1 s growing by ×1.2 to 10 s (SDK.md §3). `jitter` spreads each
+    delay uniformly by ±that fraction: thousands of participants that started together would
+    otherwise poll in lockstep bursts.
     """
 
     minimum: float = 0.1
     maximum: float = 10.0
     factor: float = 1.2
+    jitter: float = 0.0
     _idle: int = 0
 
     def next_delay(self, progressed: bool) -> float:
         if progressed:
             self._idle = 0
-            return self.minimum
-        delay = min(self.maximum, self.minimum * self.factor**self._idle)
-        self._idle += 1
+            delay = self.minimum
+        else:
+            delay = min(self.maximum, self.minimum * self.factor**self._idle)
+            self._idle += 1
+        if self.jitter:
+            delay *= 1 + random.uniform(-self.jitter, self.jitter)  # scheduling, not secrets
         return delay
 
 
@@ -88,6 +105,7 @@ class Events:
     sent: Callable[[Task, PostAnswer, int], None] = lambda _task, _answer, _size: None
     worked: Callable[[Task, float], None] = lambda _task, _seconds: None  # CPU in the SDK
     gave_up: Callable[[str], None] = lambda _reason: None
+    dropped: Callable[[Task, str], None] = lambda _task, _reason: None  # work whose phase ended
 
 
 @dataclass
@@ -118,7 +136,21 @@ class Participant:
         schedule: PollSchedule | None = None,
         give_up_after: float = 120.0,
         request_timeout: float = 30.0,
+        phase_ended: Callable[[str, bytes], bool] | None = None,
+        gate: asyncio.Semaphore | None = None,
+        watch_interval: float = 1.0,
+        client: CoordinatorClient | None = None,
+        sum2_gate: asyncio.Semaphore | None = None,
     ) -> None:
+        """`phase_ended(phase, round_seed)` says whether the coordinator has left that phase
+        ("update", "sum2") of that round; without it the participant asks `/params` whether
+        the round changed, every `watch_interval` seconds of long work and before posting.
+        `gate`, shared by participants on one loop, bounds how many compose and send an update
+        at once (each holds its model and message meanwhile: memory, and the coordinator's
+        multipart buffer). `client` replaces the participant's own HTTP client (one that
+        shares fetches between participants of one process, for instance). `sum2_gate` bounds
+        concurrent Sum2 derivations on one loop: they are CPU-bound, so one after another the
+        first finishes (and may end the phase) as early as possible and the rest are dropped."""
         self.url = coordinator_url
         self.keys = keys or SigningKeyPair.generate()
         self.scalar = scalar
@@ -127,10 +159,15 @@ class Participant:
         self.model_provider = model_provider
         self.schedule = schedule or PollSchedule()
         self.give_up_after = give_up_after
+        self.phase_ended = phase_ended
+        self.gate = gate
+        self.sum2_gate = sum2_gate
+        self.watch_interval = watch_interval
         self._own_session = session is None
         self._session = session
         self._request_timeout = request_timeout
-        self._client: CoordinatorClient | None = None
+        self._client: CoordinatorClient | None = client
+        self._given_client = client
         self.params: RoundParameters | None = None
         self._params_bytes = b""
         self.round = _Round(state=State.AWAITING)
@@ -153,7 +190,7 @@ class Participant:
         if self._own_session and self._session is not None:
             await self._session.close()
         self._session = None
-        self._client = None
+        self._client = self._given_client
 
     @property
     def task(self) -> Task:
@@ -262,6 +299,17 @@ class Participant:
         sums = await self.client.sums()
         if sums is None:
             return False
+        if self.gate is None:
+            return await self._compose_update(params, sums)
+        async with self.gate:  # the model, masked message and its chunks live inside the slot
+            if await self._ended(params, "update"):
+                return self._drop("update ended while waiting to compose")
+            progressed = await self._compose_update(params, sums)
+            if self.round.state is State.SENDING:
+                await self._send(params)
+            return progressed
+
+    async def _compose_update(self, params: RoundParameters, sums: dict[bytes, bytes]) -> bool:
         model = self._local_model
         if model is None and self.model_provider is not None:
             model = self.model_provider(params)
@@ -271,7 +319,9 @@ class Participant:
         self._local_model = None
         self._warn_if_clamped(params, model)
         compose = functools.partial(compose_update, self.keys, params, sums, model, scalar=self.scalar)
-        return await self._compose_and_queue(params, compose, "the local model does not fit this round")
+        return await self._compose_and_queue(
+            params, lambda _stop: compose(), "update", "the local model does not fit this round"
+        )
 
     def _warn_if_clamped(self, params: RoundParameters, model: Any) -> None:
         """Say once when the round's bound clamps the model (times the scalar) or the scalar:
@@ -291,21 +341,67 @@ class Participant:
         if seeds is None:
             return False
         assert self.round.ephemeral is not None
-        compose = functools.partial(compose_sum2, self.keys, params, self.round.ephemeral, seeds)
-        return await self._compose_and_queue(params, compose, "giving up this round's sum2 task")
+        ephemeral = self.round.ephemeral
+
+        def compose(stop: threading.Event) -> Payload:
+            return compose_sum2(self.keys, params, ephemeral, seeds, stop=stop)
+
+        failure = "giving up this round's sum2 task"
+        if self.sum2_gate is None:
+            return await self._compose_and_queue(params, compose, "sum2", failure)
+        async with self.sum2_gate:
+            if await self._ended(params, "sum2"):
+                return self._drop("sum2 ended while waiting to derive")
+            return await self._compose_and_queue(params, compose, "sum2", failure)
 
     async def _compose_and_queue(
-        self, params: RoundParameters, compose: Callable[[], Payload], failure: str
+        self,
+        params: RoundParameters,
+        compose: Callable[[threading.Event], Payload],
+        phase: str,
+        failure: str,
     ) -> bool:
-        """Compose in a worker thread (the heavy part); a payload that cannot be built ends the
-        task for this round, as in the original."""
+        """Compose in a worker thread (the heavy part), watching the phase meanwhile: once it
+        ended, `stop` makes the work end early and nothing is posted. A payload that cannot be
+        built ends the task for this round, as in the original."""
+        stop = threading.Event()
+        work = asyncio.ensure_future(asyncio.to_thread(self._timed, functools.partial(compose, stop)))
         try:
-            payload = await asyncio.to_thread(self._timed, compose)
+            while not work.done():
+                await asyncio.wait({work}, timeout=self.watch_interval)
+                if not work.done() and await self._ended(params, phase):
+                    stop.set()
+            payload = work.result()
+        except PhaseEndedError as ended:
+            return self._drop(str(ended))
         except XaynetError as error:
             log.warning("%s: %s", failure, error.message)
             self.round.state = State.AWAITING
             return True
+        finally:
+            stop.set()  # cancelled (the participant stops): the thread stops at its next mask
+            if not work.done():  # its PhaseEndedError then is expected: retrieved, never logged
+                work.add_done_callback(lambda done: done.cancelled() or done.exception())
+        if await self._ended(params, phase):
+            return self._drop(f"{phase} ended while composing")
         self._queue(params, payload, State.AWAITING)
+        return True
+
+    async def _ended(self, params: RoundParameters, phase: str) -> bool:
+        """Whether the coordinator has left `phase` of this round (see `phase_ended`)."""
+        if self.phase_ended is not None:
+            return self.phase_ended(phase, params.seed)
+        try:
+            _, raw = await self.client.params()
+        except (CoordinatorUnreachableError, CoordinatorProtocolError):
+            return False  # unknown: finish the work; the next tick handles the coordinator
+        return raw != self._params_bytes
+
+    def _drop(self, reason: str) -> bool:
+        log.info("dropped this round's %s work: %s", self.round.task.name.lower(), reason)
+        self.events.dropped(self.round.task, reason)
+        self.round.state = State.AWAITING
+        self._local_model = None
         return True
 
     async def _send(self, params: RoundParameters) -> bool:
@@ -352,6 +448,7 @@ class Participant:
                 current.pending = []
                 break
         current.state = current.after_sending
+        current.message = []  # answered: no re-send will need it (it is as large as the model)
         return True
 
     # -- save / restore ------------------------------------------------------------------

@@ -7,6 +7,8 @@ dictionary) and returns the payload to send; sealing, chunking and HTTP are the 
 from __future__ import annotations
 
 import enum
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy.typing as npt
@@ -19,6 +21,11 @@ from xaynet.core.mask.codec import to_local_model
 from xaynet.core.mask.masking import mask_model
 from xaynet.core.mask.masksum import sum_masks
 from xaynet.core.message.payloads import Sum2Payload, SumPayload, UpdatePayload
+
+
+class PhaseEndedError(Exception):
+    """The phase this work was for has ended: its result would only be discarded, so the work
+    stopped early (a Sum2 derivation of thousands of masks can outlive its phase by minutes)."""
 
 
 class Task(enum.IntEnum):
@@ -64,12 +71,18 @@ def compose_update(
 
 
 def compose_sum2(
-    keys: SigningKeyPair, params: RoundParameters, ephemeral: EncryptKeyPair, seed_dict: dict[bytes, bytes]
+    keys: SigningKeyPair,
+    params: RoundParameters,
+    ephemeral: EncryptKeyPair,
+    seed_dict: dict[bytes, bytes],
+    *,
+    stop: threading.Event | None = None,
 ) -> Sum2Payload:
     """Open every mask seed addressed to us, derive and add the masks (the heaviest role).
 
-    Raises `DecryptError` if a seed does not open (the wheel then gives up on the round) and
-    `MaskError` if the masks cannot be aggregated.
+    Raises `DecryptError` if a seed does not open (the wheel then gives up on the round),
+    `MaskError` if the masks cannot be aggregated, and `PhaseEndedError` as soon as `stop` is set
+    (checked before each mask: the caller sets it when the round moved on).
     """
     if not seed_dict:
         raise MaskError("the seed dictionary is empty")
@@ -82,8 +95,16 @@ def compose_sum2(
                 f"the mask seed of update participant {update_pk.hex()[:16]}… does not open"
             ) from error
     # Each mask is added where it is drawn: memory O(model length) whatever the number of seeds.
-    masked_sum = sum_masks(mask_seeds, params.mask_config, params.model_length)
+    masked_sum = sum_masks(_until(stop, mask_seeds), params.mask_config, params.model_length)
     return Sum2Payload(task_signature(keys, params.seed, SUM_TASK), masked_sum)
+
+
+def _until(stop: threading.Event | None, seeds: list[bytes]) -> Iterator[bytes]:
+    """The seeds, one at a time, until `stop` is set (`sum_masks` draws each as it comes)."""
+    for done, seed in enumerate(seeds):
+        if stop is not None and stop.is_set():
+            raise PhaseEndedError(f"the phase ended after {done} of {len(seeds)} masks: derivation stopped")
+        yield seed
 
 
 def model_array(weights: Any, params: RoundParameters) -> npt.NDArray[Any]:

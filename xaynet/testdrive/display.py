@@ -41,6 +41,7 @@ class Display:
         self._print(
             f"test-drive: {self.options.participants} participants, {self.options.rounds} rounds, "
             f"{self.options.workload.model_length(self.options.model_length)} weights, against {where}"
+            f", {self.options.drivers} driver process(es)"
         )
         if self.live_mode:
             self._live = Live(Text("starting…"), console=self.console, refresh_per_second=8, transient=True)
@@ -96,8 +97,18 @@ class Display:
         previous, self._last_status = self._last_status, status
         if phase != self._phase:
             if previous is not None and self._phase is not None and self._phase[1] in accepted:
-                # The phase that just ended, with its final count (the new phase starts at 0).
-                count = previous.get("counts", {}).get(self._phase[1], {}).get("accepted", 0)
+                # The phase that just ended, with its final count: from this status while the
+                # round is the same (counts last for the round), else the round's final report,
+                # else the last poll before the change (which may miss the last few messages).
+                ended_round, ended = self._phase
+                last = status.get("last_round") or {}
+                if status["round_id"] == ended_round:
+                    source = status.get("counts", {})
+                elif last.get("round_id") == ended_round:
+                    source = last.get("counts", {})
+                else:
+                    source = previous.get("counts", {})
+                count = source.get(ended, {}).get("accepted", 0)
                 self._print(f"round {self._phase[0]}: phase {self._phase[1]} ended, {count} accepted")
             self._phase = phase
             self._print(f"round {phase[0]}: phase {phase[1]} started")
@@ -137,6 +148,8 @@ class Display:
             verdict = "FAILED: stalled (no round completed in time)"
         if outcome.refused:
             verdict = "FAILED: a participant's model did not fit the round (see above)"
+        if outcome.died:
+            verdict = "FAILED: a driver process died (see above)"
         if outcome.interrupted:
             verdict = f"interrupted after {len(outcome.completed)} of {self.options.rounds} rounds"
         rounds = f"{len(outcome.completed)} rounds in {outcome.wall_seconds:.1f} s"

@@ -1,19 +1,19 @@
-"""What test-drive observes per round, and the check of each global model.
+"""What test-drive reports per round.
 
-Participants are identified by index; participant i's model in a round is drawn from a
-generator seeded by (i, round seed), so the driver can recompute every model a round
-aggregated and compare the published global model with their plain mean.
+Participants are identified by index; participant i's random model in a round is drawn from
+a generator seeded by (i, round seed). The drivers' tallies (`tally.py`) give what each round
+aggregated; the parent fills one `RoundRecord` per round from them and the coordinator's
+`/status`.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from xaynet.core.mask.model import GlobalModel
+from xaynet.testdrive.tally import RoundTally
 
 TOLERANCE = 1e-9  # the encoding floors each weight to 1e-10 (MASKING.md §3)
 
@@ -29,7 +29,8 @@ class RoundRecord:
     round_id: int | None = None
     model_length: int = 0
     selected: dict[str, int] = field(default_factory=lambda: {"sum": 0, "update": 0})
-    accepted_updates: set[int] = field(default_factory=set)
+    accepted_updates: int = 0  # updaters told "accepted", over all drivers
+    dropped: dict[str, int] = field(default_factory=dict)  # work stopped because its phase ended
     bytes_sent: int = 0
     sdk_seconds: dict[str, dict[int, float]] = field(default_factory=lambda: {"sum": {}, "update": {}})
     phase_seconds: dict[str, float] = field(default_factory=dict)
@@ -37,47 +38,14 @@ class RoundRecord:
     started: float = 0.0
     finished: float | None = None
     max_error: float | None = None
+    tolerance: float | None = None
     verdict: str = "running"
     accuracy: float | None = None  # of the global model on a test set (learning tasks only)
 
-
-class Recorder:
-    """Thread-safe: SDK hooks run on the event loop and in worker threads."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.rounds: dict[bytes, RoundRecord] = {}
-
-    def round(self, seed: bytes) -> RoundRecord:
-        with self._lock:
-            return self.rounds.setdefault(seed, RoundRecord(seed))
-
-    def selected(self, seed: bytes, task: str) -> None:
-        record = self.round(seed)
-        with self._lock:
-            record.selected[task] += 1
-
-    def sent(self, seed: bytes, index: int, task: str, result: str, size: int) -> None:
-        record = self.round(seed)
-        with self._lock:
-            record.bytes_sent += size
-            if task == "update" and result == "accepted":
-                record.accepted_updates.add(index)
-
-    def worked(self, seed: bytes, index: int, task: str, seconds: float) -> None:
-        record = self.round(seed)
-        with self._lock:
-            per_participant = record.sdk_seconds[task]
-            per_participant[index] = per_participant.get(index, 0.0) + seconds
-
-
-def check_model(model: GlobalModel, record: RoundRecord, length: int) -> float:
-    """Largest |global − mean| over the weights; raises if no update is known to be in it."""
-    if not record.accepted_updates:
-        raise ValueError("no participant was told its update was accepted")
-    expected = np.mean(
-        [local_model(i, record.seed, length).astype(np.float64) for i in sorted(record.accepted_updates)],
-        axis=0,
-    )
-    published = model.numerators.astype(np.float64) / model.denominators.astype(np.float64)
-    return float(np.max(np.abs(published - expected)))
+    def take(self, tally: RoundTally) -> None:
+        """What the drivers saw of this round."""
+        self.selected = dict(tally.selected)
+        self.accepted_updates = len(tally.accepted)
+        self.dropped = dict(tally.dropped)
+        self.bytes_sent = tally.bytes_sent
+        self.sdk_seconds["update"] = dict(tally.sdk_update_seconds)

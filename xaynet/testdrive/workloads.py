@@ -1,7 +1,8 @@
 """What test-drive's participants send, and what each global model is checked against.
 
 * `RandomVectors` (the default): participant i sends uniform(-1, 1) weights drawn from
-  (i, round seed) with scalar 1; the global model must be their plain mean.
+  (i, round seed) with scalar 1; the global model must be their plain mean. It is rebuilt
+  from its name in every driver process (`--workers`).
 * `DigitsTask` (`--task digits`): participant i trains a softmax regression on its non-IID
   shard of the digits data, starting from the latest global model it fetches, and sends it
   with scalar nᵢ / n_max; the global model must be the weighted mean Σ sᵢwᵢ / Σ sᵢ of exactly
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -27,9 +27,8 @@ from xaynet.core.mask.model import GlobalModel
 from xaynet.sdk import Participant, Task
 from xaynet.sdk.bounds import advise, check_clamping, describe_bound
 from xaynet.testdrive import learning
-from xaynet.testdrive.records import TOLERANCE, RoundRecord, check_model, local_model
-
-_ROUNDS_KEPT = 8  # rounds whose sent models are kept for their check
+from xaynet.testdrive.records import TOLERANCE, RoundRecord, local_model
+from xaynet.testdrive.tally import RoundTally, distance
 
 
 class RefusedModelError(RuntimeError):
@@ -50,7 +49,7 @@ class Workload(Protocol):
     def model_length(self, requested: int) -> int: ...
     def describe(self) -> list[str]: ...
     def attach(self, index: int, participant: Participant) -> None: ...
-    def check(self, model: GlobalModel, record: RoundRecord) -> tuple[float, float]: ...
+    def check(self, model: GlobalModel, tally: RoundTally) -> tuple[float, float]: ...
     def evaluate(self, model: GlobalModel, record: RoundRecord) -> None: ...
     def summary(self, completed: list[RoundRecord]) -> list[str]: ...
 
@@ -74,23 +73,15 @@ class RandomVectors:
 
         participant.model_provider = provide
 
-    def check(self, model: GlobalModel, record: RoundRecord) -> tuple[float, float]:
-        return check_model(model, record, record.model_length), TOLERANCE
+    def check(self, model: GlobalModel, tally: RoundTally) -> tuple[float, float]:
+        """Distance to the plain mean of the accepted updates (every scalar is 1)."""
+        return distance(model, tally.expected()), TOLERANCE
 
     def evaluate(self, model: GlobalModel, record: RoundRecord) -> None:
         return None
 
     def summary(self, completed: list[RoundRecord]) -> list[str]:
         return []
-
-
-@dataclass
-class _Sent:
-    """The models (and scalars) participants sent in one round, for the weighted-mean check."""
-
-    configs: MaskConfigPair
-    models: dict[int, npt.NDArray[np.float32]] = field(default_factory=dict)
-    scalars: dict[int, float] = field(default_factory=dict)
 
 
 class DigitsTask:
@@ -117,7 +108,6 @@ class DigitsTask:
         self.scalars = sizes / sizes.max()  # n_i / n_max: in [0, 1], so no bound clamps it
         self.baseline = learning.central_baseline(self.data)
         self._lock = threading.Lock()
-        self._sent: dict[bytes, _Sent] = {}
         self.largest_scaled = 0.0  # max |w·s| over every model sent: what the bound had to hold
         self.vect_config: MaskConfig | None = None  # the rounds' config, as the coordinator published it
 
@@ -185,41 +175,30 @@ class DigitsTask:
                 return None
             weights = job.result()
             refuse_if_clamped(index, weights, participant.scalar, params.mask_config)
-            self._remember(params, index, weights, participant.scalar)
+            self._remember(params.mask_config, weights, participant.scalar)
             return weights
 
         participant.events.task = on_task
         participant.model_provider = provide
 
-    def _remember(self, params: RoundParameters, index: int, weights: Any, scalar: float) -> None:
+    def _remember(self, configs: MaskConfigPair, weights: Any, scalar: float) -> None:
         with self._lock:
-            if params.seed not in self._sent and len(self._sent) >= _ROUNDS_KEPT:
-                del self._sent[next(iter(self._sent))]  # a round whose model was never checked
-            sent = self._sent.setdefault(params.seed, _Sent(params.mask_config))
-            sent.models[index] = weights
-            sent.scalars[index] = scalar
-            self.vect_config = params.mask_config.vect
+            self.vect_config = configs.vect
             self.largest_scaled = max(self.largest_scaled, float(advise(weights, scalar).scaled_peak))
 
-    def check(self, model: GlobalModel, record: RoundRecord) -> tuple[float, float]:
+    def check(self, model: GlobalModel, tally: RoundTally) -> tuple[float, float]:
         """Distance to Σ sᵢwᵢ / Σ sᵢ over the accepted updates, and the quantisation tolerance.
 
         The encoding floors each sᵢwᵢ and each sᵢ to 1/E (MASKING.md §6.3), so numerator and
         denominator may each be off by n/E: |error| ≤ n·(1 + |mean|) / (E·Σ sᵢ).
         """
-        with self._lock:
-            sent = self._sent.pop(record.seed, None)
-        accepted = sorted(record.accepted_updates)
-        if sent is None or not accepted or any(i not in sent.models for i in accepted):
-            raise ValueError("the models of this round's accepted updates are not known")
-        scalars = np.array([sent.scalars[i] for i in accepted])
-        models = np.array([sent.models[i] for i in accepted], dtype=np.float64)
-        expected = scalars @ models / scalars.sum()
-        published = model.numerators.astype(np.float64) / model.denominators.astype(np.float64)
-        error = float(np.max(np.abs(published - expected)))
-        exp_shift = float(sent.configs.vect.exp_shift)
-        tolerance = len(accepted) * (1 + float(np.max(np.abs(expected)))) / (exp_shift * scalars.sum())
-        return error, tolerance + 1e-12
+        expected = tally.expected()
+        if self.vect_config is None:
+            raise ValueError("no model of this round was sent")
+        exp_shift = float(self.vect_config.exp_shift)
+        peak = float(np.max(np.abs(expected)))
+        tolerance = len(tally.accepted) * (1 + peak) / (exp_shift * tally.scalar_sum)
+        return distance(model, expected), tolerance + 1e-12
 
     def evaluate(self, model: GlobalModel, record: RoundRecord) -> None:
         weights = model.to_numpy(DataType.F32)

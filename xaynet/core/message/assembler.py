@@ -43,6 +43,17 @@ class ChunkGroup:
     tag: Tag
     participant_pk: bytes
     message_id: int
+    # a dictionary key several times per chunk: hashed once, not per lookup
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.tag, self.participant_pk, self.message_id)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[ChunkGroup], tuple[Tag, bytes, int]]:
+        return (ChunkGroup, (self.tag, self.participant_pk, self.message_id))  # hash anew: salted per process
 
     @property
     def name(self) -> str:
@@ -170,10 +181,15 @@ class ChunkAssembler:
         return ChunkPut(state.status, state.payload, state.detail, evicted)
 
     def _make_room(self, keep: ChunkGroup, size: int, new_group: bool, now: float) -> int:
-        evicted = 0
-        for key in [k for k, g in self._groups.items() if k != keep and now - g.touched > self.ttl_seconds]:
+        stale = []
+        for key, group in self._groups.items():  # least recently extended first
+            if now - group.touched <= self.ttl_seconds:
+                break  # the rest are fresher: a chunk costs O(1) here, not O(open messages)
+            if key != keep:
+                stale.append(key)
+        for key in stale:
             self._drop(key)
-            evicted += 1
+        evicted = len(stale)
         full = new_group and len(self._groups) >= self.max_groups
         while self._total + size > self.max_total_bytes or full:
             oldest = next((k for k in self._singles if k != keep), None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from xaynet.core.crypto import EncryptKeyPair, SigningKeyPair, seal, verify
+from xaynet.core.crypto import EncryptKeyPair, SigningKeyPair, seal, verify_signed
 from xaynet.core.errors import KeyMismatchError
 from xaynet.core.message.chunks import ChunkPayload, split_payload
 from xaynet.core.message.header import HEADER_LENGTH, Header, Tag, signed_part, unsigned_message
@@ -65,12 +65,14 @@ def open_message(sealed: bytes | memoryview, round_keys: EncryptKeyPair) -> byte
     return round_keys.open(sealed)
 
 
-def parse_message(plain: bytes, coordinator_pk: bytes | None = None) -> Message:
-    """Check and parse a signed plaintext; `coordinator_pk` is the round key it must name."""
-    header = Header.parse(plain)
+def parse_message(plain: bytes, coordinator_pk: bytes | None = None, header: Header | None = None) -> Message:
+    """Check and parse a signed plaintext; `coordinator_pk` is the round key it must name.
+
+    `header`: `Header.parse(plain)` if the caller has it already (once per chunk is enough)."""
+    header = Header.parse(plain) if header is None else header
     if coordinator_pk is not None and header.coordinator_pk != coordinator_pk:
         raise KeyMismatchError("the message is addressed to another coordinator key (another round)")
-    verify(header.participant_pk, signed_part(plain), header.signature)
+    verify_signed(header.participant_pk, bytes(plain))  # the plaintext is signature ‖ signed bytes
     body = memoryview(plain)[HEADER_LENGTH:]
     if header.multipart:
         return Message(header, ChunkPayload.parse(body))

@@ -41,7 +41,9 @@ class UpdatePayload:
     update_signature: bytes
     masked_model: MaskObject
     local_seed_dict: dict[bytes, bytes]
-    masked_model_bytes: bytes = field(default=b"", compare=False, repr=False)  # as received
+    # the masked model as received: a view into the message (no copy of a whole model per
+    # update); copied only by a coordinator that stores the models (a durable store)
+    masked_model_bytes: bytes | memoryview = field(default=b"", compare=False, repr=False)
 
     tag = Tag.UPDATE
 
@@ -77,7 +79,7 @@ class UpdatePayload:
             if key in seeds:
                 raise DuplicateKeyError(f"the seed dictionary lists sum participant {key.hex()} twice")
             seeds[key] = bytes(buf[start + 32 : start + SEED_DICT_ENTRY])
-        raw_model = bytes(buf[2 * SIGNATURE_LENGTH : pos])
+        raw_model = memoryview(buf)[2 * SIGNATURE_LENGTH : pos]
         return cls(bytes(buf[:64]), bytes(buf[64:128]), masked_model, seeds, raw_model)
 
 

@@ -1,0 +1,41 @@
+"""`python -m benchmarks chunks` end to end, small: for each event loop asked for, both the
+coordinator and the bare aiohttp floor server must really run on it (read back from the
+processes), every update must be accepted (0 lost), and each row must carry a ratio. No time
+is asserted (times are the benchmark's output, not its contract)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LOOPS = ["asyncio", "uvloop"] if importlib.util.find_spec("uvloop") is not None else ["asyncio"]
+
+
+@pytest.mark.timeout(300)
+def test_each_loop_is_measured_on_that_loop_and_nothing_is_lost() -> None:
+    small = ["--store", "memory", "--length", "2000", "--chunks", "40", "--whole", "6", "--repeats", "2"]
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "chunks", *small, "--loop", *LOOPS],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    for loop in LOOPS:
+        summary = re.search(rf"memory, {loop} \(both servers\), L=2,000: .* lost: (\d+)", run.stdout)
+        assert summary is not None, run.stdout
+        assert summary.group(1) == "0"
+        rows = [line for line in run.stdout.splitlines() if re.match(rf"│ memory\s+│ {loop}\s+│", line)]
+        assert len(rows) == 2, run.stdout  # per chunk, per whole update
+        assert all(re.search(r"\d\.\d\d×", row) for row in rows), rows
+        assert re.search(
+            rf"memory, {loop}, L=2,000: coordinator µs per whole update by thread: event loop \d+", run.stdout
+        )
