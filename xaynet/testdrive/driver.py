@@ -256,6 +256,9 @@ async def _drive(options: Options, display: Display, outcome: Outcome) -> None:
                 where = "remote (-u)" if options.url else "in this process (test_drive)"
                 peak = vm_hwm_mb(coordinator.pid) if coordinator.pid is not None else where
                 outcome.peak_rss_mb["coordinator"] = peak
+                # The clients first: a coordinator stopping while thousands of participants
+                # still poll it waits for their requests (its graceful shutdown) before it exits.
+                await drivers.stop()
     finally:
         outcome.peak_rss_mb["drivers"] = drivers.peak_rss()
 

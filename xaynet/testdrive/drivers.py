@@ -35,6 +35,7 @@ class Drivers(Protocol):
     async def __aenter__(self) -> Drivers: ...
     async def __aexit__(self, *_: object) -> None: ...
     async def start(self, url: str) -> None: ...
+    async def stop(self) -> None: ...  # idempotent; before the coordinator stops (see driver.py)
     def problem(self) -> tuple[str, str] | None: ...
     async def tallies(self, seed: bytes) -> list[RoundTally]: ...
     def peak_rss(self) -> list[float | None]: ...
@@ -63,8 +64,12 @@ class LocalDrivers:
         await self.group.__aenter__()
 
     async def __aexit__(self, *_: object) -> None:
-        if self.group is not None:
-            await self.group.__aexit__()
+        await self.stop()
+
+    async def stop(self) -> None:
+        group, self.group = self.group, None
+        if group is not None:
+            await group.__aexit__()
 
     def problem(self) -> tuple[str, str] | None:
         return None if self.group is None else self.group.problem()
@@ -159,6 +164,7 @@ class ProcessDrivers:
     def __init__(self, specs: list[WorkerSpec]) -> None:
         self.specs = specs
         self.workers: list[_Worker] = []
+        self._stopped = False
 
     async def __aenter__(self) -> ProcessDrivers:
         context = multiprocessing.get_context("spawn")
@@ -179,6 +185,12 @@ class ProcessDrivers:
             worker.conn.send(("start", url))
 
     async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
         for worker in self.workers:
             with contextlib.suppress(OSError):
                 worker.conn.send(("stop",))
