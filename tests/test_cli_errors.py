@@ -167,13 +167,24 @@ def _read_until(process: subprocess.Popen[str], marker: str, timeout: float) -> 
     raise AssertionError(f"no {marker!r} in time:\n{''.join(seen)}")
 
 
+# A suite started in the background by a non-interactive shell (`pytest ... &`) passes SIGINT
+# ignored to every child, and a process that starts with SIGINT ignored keeps ignoring it (as a
+# background job should). The command under test runs as from a terminal: SIGINT at default.
+WITH_DEFAULT_SIGINT = [
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execvp(sys.argv[1], sys.argv[1:])",
+]
+
+
 @pytest.mark.parametrize(
     ("sig", "code", "said"),
     [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
 )
 def test_stopping_test_drive_prints_the_finished_rounds(sig: signal.Signals, code: int, said: str) -> None:
     process = subprocess.Popen(
-        [*XAYNET, "test-drive", "-n", "8", "--rounds", "50"],
+        [*WITH_DEFAULT_SIGINT, *XAYNET, "test-drive", "-n", "8", "--rounds", "50"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
