@@ -269,3 +269,18 @@ def run_test_drive(url: str, participants: int = 10, rounds: int = 1) -> subproc
         timeout=300,
         check=False,
     )
+
+
+def read_until(process: subprocess.Popen[str], marker: str, timeout: float) -> str:
+    """Lines of a process's stdout until one contains `marker` (a deadline, not a sleep)."""
+    assert process.stdout is not None
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if marker in line:
+            return "".join(seen)
+    raise AssertionError(f"no {marker!r} in time:\n{''.join(seen)}")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import free_port, pet_config
+from tests.processes import free_port, pet_config, read_until
 
 XAYNET = [sys.executable, "-m", "xaynet"]
 
@@ -152,21 +152,6 @@ def test_version_and_help() -> None:
         assert default in drive
 
 
-def _read_until(process: subprocess.Popen[str], marker: str, timeout: float) -> str:
-    """Lines of stdout until one contains `marker` (a deadline, not a sleep)."""
-    assert process.stdout is not None
-    seen = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if marker in line:
-            return "".join(seen)
-    raise AssertionError(f"no {marker!r} in time:\n{''.join(seen)}")
-
-
 # A suite started in the background by a non-interactive shell (`pytest ... &`) passes SIGINT
 # ignored to every child, and a process that starts with SIGINT ignored keeps ignoring it (as a
 # background job should). The command under test runs as from a terminal: SIGINT at default.
@@ -190,7 +175,7 @@ def test_stopping_test_drive_prints_the_finished_rounds(sig: signal.Signals, cod
         text=True,
     )
     try:
-        before = _read_until(process, "round 1 completed", 180)
+        before = read_until(process, "round 1 completed", 180)
         process.send_signal(sig)
         out, err = process.communicate(timeout=120)  # a deadline for a loaded machine, not a wait
     finally:

@@ -10,10 +10,9 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from tests.processes import wait_until
+from tests.processes import read_until, wait_until
 
 XAYNET = [sys.executable, "-m", "xaynet"]
 
@@ -25,20 +24,6 @@ def _alive(pid: int) -> bool:
         return False
     with open(f"/proc/{pid}/stat") as stat:
         return stat.read().split(") ")[1][0] != "Z"  # a zombie has exited
-
-
-def _read_until(process: subprocess.Popen[str], marker: str, timeout: float) -> str:
-    assert process.stdout is not None
-    seen = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if marker in line:
-            return "".join(seen)
-    raise AssertionError(f"no {marker!r} in time:\n{''.join(seen)}")
 
 
 def test_two_drivers_complete_rounds_with_the_exact_check(tmp_path: Path) -> None:
@@ -74,7 +59,7 @@ def test_a_killed_driver_stops_the_run_with_one_line_and_keeps_the_checked_round
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        before = _read_until(process, "round 1 completed", 180)
+        before = read_until(process, "round 1 completed", 180)
         pids = re.search(r"driver processes: pid (\d+), (\d+); coordinator pid (\d+)", before)
         assert pids is not None, before
         first, second, coordinator = (int(pid) for pid in pids.groups())

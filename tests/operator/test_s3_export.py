@@ -15,18 +15,40 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from tests.operator.cluster import EXAMPLE, NAMESPACE, assert_valid_round, cluster, round_manifest
 from tests.processes import coordinator_process, redis_server, run_test_drive, wait_until
-from tests.s3server import s3_server
+from tests.s3server import S3Server, s3_server
 from xaynet.core.mask.model import GlobalModel
 from xaynet.core.s3 import sha256_checksum
 from xaynet.operator.status import condition
 
+PET = {**EXAMPLE["spec"]["pet"], "minSumTime": 1, "minUpdateTime": 1, "minSum2Time": 0.5}
+PET["sumProbability"] = 0.3
+
+
+def _export(s3: S3Server) -> dict[str, Any]:
+    """`spec.modelExport`: a ConfigMap too small for the model, and the S3 archive."""
+    return {
+        "configMap": True,
+        "maxConfigMapBytes": 1024,
+        "s3": {"endpoint": s3.url, "region": "minio", "credentialsSecretRef": {"name": "s3-keys"}},
+    }
+
+
+def _kubelet_env(redis_url: str, port: int, directory: Path, access: str, secret: str) -> dict[str, str]:
+    """What the kubelet would resolve from the coordinator Deployment (the Secret's keys included)."""
+    return {
+        "XAYNET_REDIS__URL": redis_url,
+        "XAYNET_API__BIND_ADDRESS": f"127.0.0.1:{port}",
+        "XAYNET_MODEL_EXPORT__DIRECTORY": str(directory / "models"),
+        "XAYNET_S3__ACCESS_KEY": access,
+        "XAYNET_S3__SECRET_ACCESS_KEY": secret,
+    }
+
 
 def test_a_large_model_is_archived_in_s3_and_outlives_the_coordinator(tmp_path: Path) -> None:
-    pet = {**EXAMPLE["spec"]["pet"], "minSumTime": 1, "minUpdateTime": 1, "minSum2Time": 0.5}
-    pet["sumProbability"] = 0.3
     with redis_server(tmp_path) as redis, s3_server() as s3, cluster(tmp_path) as k8s:
         k8s.apply(
             {
@@ -39,12 +61,7 @@ def test_a_large_model_is_archived_in_s3_and_outlives_the_coordinator(tmp_path: 
                 },
             }
         )
-        export = {
-            "configMap": True,
-            "maxConfigMapBytes": 1024,
-            "s3": {"endpoint": s3.url, "region": "minio", "credentialsSecretRef": {"name": "s3-keys"}},
-        }
-        k8s.apply(round_manifest("arch", modelLength=200, rounds=1, pet=pet, modelExport=export))
+        k8s.apply(round_manifest("arch", modelLength=200, rounds=1, pet=PET, modelExport=_export(s3)))
         config_map = wait_until(
             lambda: k8s.get("configmap", "arch-coordinator-config"), 30, "the coordinator config"
         )
@@ -62,13 +79,7 @@ def test_a_large_model_is_archived_in_s3_and_outlives_the_coordinator(tmp_path: 
         directory = tmp_path / "coordinator"
         directory.mkdir()
         port = k8s.coordinator_port
-        kubelet_env = {  # what the kubelet would resolve from the Deployment
-            "XAYNET_REDIS__URL": redis.url,
-            "XAYNET_API__BIND_ADDRESS": f"127.0.0.1:{port}",
-            "XAYNET_MODEL_EXPORT__DIRECTORY": str(directory / "models"),
-            "XAYNET_S3__ACCESS_KEY": s3.access_key,
-            "XAYNET_S3__SECRET_ACCESS_KEY": s3.secret_key,
-        }
+        kubelet_env = _kubelet_env(redis.url, port, directory, s3.access_key, s3.secret_key)
         with coordinator_process(
             directory, config_map["data"]["config.toml"], port, env=kubelet_env
         ) as coord:
@@ -115,29 +126,17 @@ def test_wrong_s3_keys_show_as_a_condition_and_the_model_waits_for_the_fix(tmp_p
     """A user's first mistake with `spec.modelExport.s3`: keys that S3 refuses. The round says
     why in `ModelArchived` (with a Warning event), does not claim Succeeded, and once the pod
     runs with the right keys the queued model is uploaded: nothing lost."""
-    pet = {**EXAMPLE["spec"]["pet"], "minSumTime": 1, "minUpdateTime": 1, "minSum2Time": 0.5}
-    pet["sumProbability"] = 0.3
     with redis_server(tmp_path) as redis, s3_server(with_auth=True) as s3, cluster(tmp_path) as k8s:
-        export = {
-            "configMap": True,
-            "maxConfigMapBytes": 1024,
-            "s3": {"endpoint": s3.url, "region": "minio", "credentialsSecretRef": {"name": "s3-keys"}},
-        }
-        k8s.apply(round_manifest("keys", modelLength=200, rounds=1, pet=pet, modelExport=export))
+        k8s.apply(round_manifest("keys", modelLength=200, rounds=1, pet=PET, modelExport=_export(s3)))
         config_map = wait_until(
             lambda: k8s.get("configmap", "keys-coordinator-config"), 30, "the coordinator config"
         )
         directory = tmp_path / "coordinator"
         directory.mkdir()
-        kubelet_env = {
-            "XAYNET_REDIS__URL": redis.url,
-            "XAYNET_API__BIND_ADDRESS": f"127.0.0.1:{k8s.coordinator_port}",
-            "XAYNET_MODEL_EXPORT__DIRECTORY": str(directory / "models"),
-            "XAYNET_S3__ACCESS_KEY": s3.access_key,
-            "XAYNET_S3__SECRET_ACCESS_KEY": "not-the-secret",
-        }
+        port = k8s.coordinator_port
+        kubelet_env = _kubelet_env(redis.url, port, directory, s3.access_key, "not-the-secret")
         config = config_map["data"]["config.toml"]
-        with coordinator_process(directory, config, k8s.coordinator_port, env=kubelet_env) as coord:
+        with coordinator_process(directory, config, port, env=kubelet_env) as coord:
             drive = run_test_drive(coord.url, rounds=1)
             assert drive.returncode == 0, drive.stdout + drive.stderr
             status = k8s.wait_status(
@@ -158,7 +157,7 @@ def test_wrong_s3_keys_show_as_a_condition_and_the_model_waits_for_the_fix(tmp_p
 
         # the user fixes the Secret; the pod restarts with the right keys
         kubelet_env["XAYNET_S3__SECRET_ACCESS_KEY"] = s3.secret_key
-        with coordinator_process(directory, config, k8s.coordinator_port, env=kubelet_env):
+        with coordinator_process(directory, config, port, env=kubelet_env):
             status = k8s.wait_status("keys", lambda s: s.get("phase") == "Succeeded", "the Succeeded phase")
         archived = condition(status["conditions"], "ModelArchived") or {}
         assert (archived["status"], archived["reason"]) == ("True", "Uploaded")
