@@ -45,7 +45,7 @@ from xaynet.core.message.header import Tag
 from xaynet.sdk.client import CoordinatorClient
 from xaynet.sdk.tasks import Task, compose_sum, compose_update
 
-LENGTH = 20_000  # a whole update (~120 KB) is opened in the thread pool, its chunks on the loop
+LENGTH = 200_000  # a whole update (~1.2 MB) is opened in the thread pool, its chunks on the loop
 UPDATES = 3
 
 

@@ -4,6 +4,12 @@ Ed25519 identities sign messages and task tickets; X25519 sealed boxes carry mes
 coordinator and mask seeds to sum participants. Nothing here is hand-rolled: each function
 is one PyNaCl call plus the protocol's size checks and typed errors.
 
+Large signed messages (updates) are verified by OpenSSL through `cryptography` instead: the
+verification hashes the whole message with SHA-512, and OpenSSL's is about 1.5× as fast as
+libsodium's portable one (−0.3 ms of a 100,000-weight update, `python -m benchmarks chunks`).
+OpenSSL checks only RFC 8032's equation, so the key and the signature's R are first held to
+what libsodium requires of them (see `_verify_large`): both paths accept the same signatures.
+
 Key pairs keep the PyNaCl key objects they need, built on first use: building a
 `PrivateKey` or `SigningKey` derives its public key (a base-point multiplication), which cost
 the coordinator 10 % of its CPU when it was repeated for every sealed box it opened. The
@@ -17,7 +23,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from nacl.bindings import crypto_sign_open
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from nacl.bindings import crypto_core_ed25519_is_valid_point, crypto_sign_open
 from nacl.exceptions import BadSignatureError
 from nacl.exceptions import CryptoError as NaclCryptoError
 from nacl.public import PrivateKey, PublicKey, SealedBox
@@ -28,6 +36,12 @@ from xaynet.core.errors import DecryptError, LengthError, SignatureError
 PUBLIC_KEY_LENGTH = 32
 SIGNATURE_LENGTH = 64
 SEAL_OVERHEAD = 48
+# From this size on a signed message is verified by OpenSSL: below it libsodium's cheaper fixed
+# cost (one verification ≈ 60 µs against OpenSSL's ≈ 125 µs plus the key check) wins.
+LARGE_SIGNED_BYTES = 192 * 1024
+# The neutral element's (canonical) encoding: a signature whose R is it is refused by libsodium.
+_IDENTITY_POINT = bytes([1]) + bytes(31)
+_BAD_SIGNATURE = "the signature does not verify with the sender's public key"
 
 
 def sha256(data: bytes) -> bytes:
@@ -80,7 +94,7 @@ def verify(public_key: bytes, message: bytes | memoryview, signature: bytes | me
     try:
         crypto_sign_open(bytes(signature) + bytes(message), bytes(public_key))
     except (BadSignatureError, NaclCryptoError, ValueError) as exc:
-        raise SignatureError("the signature does not verify with the sender's public key") from exc
+        raise SignatureError(_BAD_SIGNATURE) from exc
 
 
 def verify_signed(public_key: bytes, signed: bytes) -> None:
@@ -88,13 +102,35 @@ def verify_signed(public_key: bytes, signed: bytes) -> None:
 
     libsodium's combined form, which is what a message plaintext already is (the signature at
     [0, 64), the signed bytes after it): no `signature ‖ message` is assembled from parts first
-    (libsodium still writes the opened message to a buffer of its own)."""
+    (libsodium still writes the opened message to a buffer of its own; OpenSSL, for large
+    messages, reads it in place)."""
     if len(public_key) != PUBLIC_KEY_LENGTH or len(signed) < SIGNATURE_LENGTH:
         raise SignatureError("malformed public key or signature")
+    if len(signed) >= LARGE_SIGNED_BYTES:
+        _verify_large(public_key, signed)
+        return
     try:
         crypto_sign_open(signed, public_key)
     except (BadSignatureError, NaclCryptoError, ValueError) as exc:
-        raise SignatureError("the signature does not verify with the sender's public key") from exc
+        raise SignatureError(_BAD_SIGNATURE) from exc
+
+
+def _verify_large(public_key: bytes, signed: bytes) -> None:
+    """OpenSSL's Ed25519 verification, refusing what libsodium refuses beyond RFC 8032.
+
+    libsodium also refuses a public key that is not canonical or of small order (with such a
+    key anyone could sign: the identity key verifies R = S·B for every message) and an R of
+    small order. Requiring the key to be a canonical point of the prime-order subgroup covers
+    the first (every key libsodium or OpenSSL generates is one); R = SB − kA then lies in that
+    subgroup too, where the identity is the only point of small order."""
+    if not crypto_core_ed25519_is_valid_point(public_key) or signed[:32] == _IDENTITY_POINT:
+        raise SignatureError(_BAD_SIGNATURE)
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(
+            signed[:SIGNATURE_LENGTH], memoryview(signed)[SIGNATURE_LENGTH:]
+        )
+    except (InvalidSignature, ValueError) as exc:
+        raise SignatureError(_BAD_SIGNATURE) from exc
 
 
 def is_valid_signature(public_key: bytes, message: bytes, signature: bytes) -> bool:

@@ -1,0 +1,131 @@
+"""Large messages are verified by OpenSSL, small ones by libsodium: both accept the same signatures.
+
+OpenSSL checks only RFC 8032's equation. libsodium also refuses keys of small order or in
+non-canonical form and an R of small order; `verify_signed` must refuse those on the OpenSSL
+path too, or anyone could sign as the identity key, and a key's owner could send a signature the
+original coordinator (libsodium) refuses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from nacl.bindings import (
+    crypto_core_ed25519_scalar_mul,
+    crypto_core_ed25519_scalar_reduce,
+    crypto_sign_open,
+)
+from nacl.exceptions import BadSignatureError
+
+from xaynet.core.crypto import LARGE_SIGNED_BYTES, SigningKeyPair, verify_signed
+from xaynet.core.errors import SignatureError
+
+IDENTITY = bytes([1]) + bytes(31)
+BASE_POINT = bytes.fromhex("5866666666666666666666666666666666666666666666666666666666666666")
+# The encodings of points of small order that libsodium's blocklist names (public constants).
+SMALL_ORDER_POINTS = [
+    IDENTITY,
+    bytes.fromhex("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+    bytes(32),
+    bytes(31) + b"\x80",
+    bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+    bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
+]
+KEYS = SigningKeyPair.from_seed(bytes(range(32)))
+LARGE = bytes(range(256)) * (LARGE_SIGNED_BYTES // 256 + 1)
+SMALL = LARGE[:3000]
+
+
+def libsodium_accepts(public_key: bytes, signed: bytes) -> bool:
+    try:
+        crypto_sign_open(signed, public_key)
+    except (BadSignatureError, ValueError):
+        return False
+    return True
+
+
+def ours_accepts(public_key: bytes, signed: bytes) -> bool:
+    try:
+        verify_signed(public_key, signed)
+    except SignatureError:
+        return False
+    return True
+
+
+def openssl_alone_accepts(public_key: bytes, signed: bytes) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signed[:64], signed[64:])
+    except Exception:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("message", [SMALL, LARGE], ids=["small (libsodium)", "large (OpenSSL)"])
+def test_an_honest_signature_verifies_on_both_paths(message: bytes) -> None:
+    signed = KEYS.sign(message) + message
+    assert ours_accepts(KEYS.public, signed)
+    assert libsodium_accepts(KEYS.public, signed)
+
+
+def _flip(data: bytes, bit: int) -> bytes:
+    mutated = bytearray(data)
+    mutated[bit // 8] ^= 1 << (bit % 8)
+    return bytes(mutated)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    part=st.sampled_from(["key", "signature", "message"]),
+    bit=st.integers(min_value=0, max_value=255),
+    size=st.sampled_from([len(SMALL), len(LARGE)]),
+)
+def test_any_flipped_bit_is_refused_like_libsodium(part: str, bit: int, size: int) -> None:
+    message = LARGE[:size]
+    signed = KEYS.sign(message) + message
+    key = KEYS.public
+    if part == "key":
+        key = _flip(key, bit)
+    elif part == "signature":
+        signed = _flip(signed, bit % 512)
+    else:
+        signed = signed[:64] + _flip(message, bit * (size * 8 // 256))
+    assert ours_accepts(key, signed) == libsodium_accepts(key, signed) is False
+
+
+def test_a_non_canonical_s_is_refused() -> None:
+    """S + L satisfies the same equation; libsodium and OpenSSL both require S < L."""
+    order = 2**252 + 27742317777372353535851937790883648493
+    signature = KEYS.sign(LARGE)
+    s_plus_order = (int.from_bytes(signature[32:], "little") + order).to_bytes(32, "little")
+    signed = signature[:32] + s_plus_order + LARGE
+    assert not ours_accepts(KEYS.public, signed)
+    assert not libsodium_accepts(KEYS.public, signed)
+
+
+@pytest.mark.parametrize("key", SMALL_ORDER_POINTS, ids=lambda k: k.hex()[:8])
+def test_a_small_order_key_is_refused(key: bytes) -> None:
+    """With the identity key, S = 1 and R = B verify for every message under OpenSSL alone."""
+    signed = BASE_POINT + (1).to_bytes(32, "little") + LARGE
+    if key == IDENTITY:
+        assert openssl_alone_accepts(key, signed)  # what the extra check is for
+    assert not ours_accepts(key, signed)
+    assert not libsodium_accepts(key, signed)
+
+
+def test_an_owner_signature_with_identity_r_is_refused() -> None:
+    """r = 0 gives R = identity and S = k·a: OpenSSL accepts it, libsodium refuses it."""
+    digest = hashlib.sha512(KEYS.seed).digest()
+    clamped = bytearray(digest[:32])
+    clamped[0] &= 248
+    clamped[31] &= 127
+    clamped[31] |= 64
+    secret = crypto_core_ed25519_scalar_reduce(bytes(clamped) + bytes(32))
+    k = crypto_core_ed25519_scalar_reduce(hashlib.sha512(IDENTITY + KEYS.public + LARGE).digest())
+    signed = IDENTITY + crypto_core_ed25519_scalar_mul(k, secret) + LARGE
+    assert openssl_alone_accepts(KEYS.public, signed)  # the equation holds
+    assert not libsodium_accepts(KEYS.public, signed)
+    assert not ours_accepts(KEYS.public, signed)
