@@ -1,4 +1,4 @@
-"""Large messages are verified by OpenSSL, small ones by libsodium: both accept the same signatures.
+"""Large messages are signed and verified by OpenSSL, small ones by libsodium: same signatures, same verdicts.
 
 OpenSSL checks only RFC 8032's equation. libsodium also refuses keys of small order or in
 non-canonical form and an R of small order; `verify_signed` must refuse those on the OpenSSL
@@ -20,6 +20,7 @@ from nacl.bindings import (
     crypto_sign_open,
 )
 from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey
 
 from xaynet.core.crypto import LARGE_SIGNED_BYTES, SigningKeyPair, verify_signed
 from xaynet.core.errors import SignatureError
@@ -129,3 +130,10 @@ def test_an_owner_signature_with_identity_r_is_refused() -> None:
     assert openssl_alone_accepts(KEYS.public, signed)  # the equation holds
     assert not libsodium_accepts(KEYS.public, signed)
     assert not ours_accepts(KEYS.public, signed)
+
+
+@pytest.mark.parametrize("size", [len(SMALL), LARGE_SIGNED_BYTES - 1, LARGE_SIGNED_BYTES, len(LARGE)])
+def test_large_messages_are_signed_byte_for_byte_as_libsodium_signs(size: int) -> None:
+    """Signing switches to OpenSSL at the same size: the signature must not change with it."""
+    message = (LARGE * 2)[:size]
+    assert KEYS.sign(message) == SigningKey(KEYS.seed).sign(message).signature

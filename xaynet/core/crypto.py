@@ -2,13 +2,15 @@
 
 Ed25519 identities sign messages and task tickets; X25519 sealed boxes carry messages to the
 coordinator and mask seeds to sum participants. Nothing here is hand-rolled: each function
-is one PyNaCl call plus the protocol's size checks and typed errors.
+is one library call plus the protocol's size checks and typed errors.
 
-Large signed messages (updates) are verified by OpenSSL through `cryptography` instead: the
-verification hashes the whole message with SHA-512, and OpenSSL's is about 1.5× as fast as
-libsodium's portable one (−0.3 ms of a 100,000-weight update, `python -m benchmarks chunks`).
-OpenSSL checks only RFC 8032's equation, so the key and the signature's R are first held to
-what libsodium requires of them (see `_verify_large`): both paths accept the same signatures.
+Large signed messages (updates) are signed and verified by OpenSSL through `cryptography`
+instead: both hash the whole message with SHA-512, and OpenSSL's is about 1.5× as fast as
+libsodium's portable one (verification −0.3 ms of a 100,000-weight update, `python -m
+benchmarks chunks`). Signatures are deterministic, so the bytes are the same either way.
+OpenSSL's verification checks only RFC 8032's equation, so the key and the signature's R are
+first held to what libsodium requires of them (see `_verify_large`): both paths accept the
+same signatures.
 
 Key pairs keep the PyNaCl key objects they need, built on first use: building a
 `PrivateKey` or `SigningKey` derives its public key (a base-point multiplication), which cost
@@ -24,7 +26,7 @@ from functools import cached_property
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from nacl.bindings import crypto_core_ed25519_is_valid_point, crypto_sign_open
 from nacl.exceptions import BadSignatureError
 from nacl.exceptions import CryptoError as NaclCryptoError
@@ -82,8 +84,18 @@ class SigningKeyPair:
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.seed, self.public))
 
+    @cached_property
+    def _openssl_key(self) -> Ed25519PrivateKey:
+        return Ed25519PrivateKey.from_private_bytes(self.seed)
+
     def sign(self, message: bytes) -> bytes:
-        """Detached Ed25519 signature (64 bytes); deterministic."""
+        """Detached Ed25519 signature (64 bytes); deterministic.
+
+        Ed25519 signatures are a function of the seed and the message (RFC 8032), so OpenSSL
+        signs large messages byte for byte as libsodium would, in half the time (two SHA-512
+        passes over the message: 2.7 → 1.4 ms for a 100,000-weight update)."""
+        if len(message) >= LARGE_SIGNED_BYTES:
+            return self._openssl_key.sign(message)
         return self._signing_key.sign(message).signature
 
 
