@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from xaynet.coordinator.store.base import Phase, RoundRecord, StoredModel
+from xaynet.core.crypto import EncryptKeyPair
 from xaynet.core.mask.aggregate import Aggregation
 
 MESSAGE_PHASES = (Phase.SUM, Phase.UPDATE, Phase.SUM2)
@@ -44,6 +45,9 @@ class RoundView:
 
     epoch: int
     record: RoundRecord
+    # The round before this one's key: a message sealed to it is a late one of a round that
+    # ended (answered `rejected/round_ended`), not garbage (`invalid/decrypt`).
+    previous_keys: EncryptKeyPair | None = None
 
 
 @dataclass
@@ -71,6 +75,7 @@ class RoundState:
     params_fetches: int = 0
     last_failure: str | None = None
     params_body: bytes = b""
+    previous_keys: EncryptKeyPair | None = None  # in memory only: a restart forgets it
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -82,7 +87,7 @@ class RoundState:
         return self.record.phase
 
     def view(self) -> RoundView:
-        return RoundView(self.epoch, self.record)
+        return RoundView(self.epoch, self.record, self.previous_keys)
 
     def enter(self, record: RoundRecord) -> None:
         """Switch to the record's phase (call with the lock held)."""
@@ -91,6 +96,8 @@ class RoundState:
             self.phase_durations[self.record.phase.value] = round(now - self.phase_started, 3)
         else:
             self.phase_durations = {}
+        if record.keys != self.record.keys:
+            self.previous_keys = self.record.keys
         self.record = record
         self.params_body = record.params.to_bincode()
         self.epoch += 1

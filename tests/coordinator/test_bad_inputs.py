@@ -24,7 +24,7 @@ from tests.processes import (
     wait_until,
 )
 from xaynet.core.bincode import RoundParameters
-from xaynet.core.crypto import EncryptKeyPair
+from xaynet.core.crypto import EncryptKeyPair, seal
 from xaynet.core.mask.config import MaskConfig, MaskConfigPair
 from xaynet.core.mask.elements import from_ints
 from xaynet.core.mask.object import MaskObject
@@ -200,10 +200,16 @@ def test_bad_messages_through_a_whole_round(tmp_path: Path) -> None:
         assert np.allclose([float(v) for v in model.as_fractions()], expected, atol=1e-9)
         assert model.as_fractions()[3] == Fraction(1, 2)
 
-        # -- a message of the finished round is refused by the next round's key -----------
+        # -- a late message of the finished round: refused as such, not as garbage ---------
         _wait_phase(coordinator, "sum")
         assert client.params().pk != params.pk
-        assert client.post(sum_message).reason == "decrypt"
+        late = client.post(sum_message)
+        assert (late.status, late.result, late.reason) == (200, "rejected", "round_ended"), late
+        assert "previous round" in late.body["detail"]
+        assert client.post(sealed(s1, params, good)).reason == "round_ended"  # an update too
+        stranger = EncryptKeyPair.generate()
+        garbage = client.post(seal(stranger.public, b"\x00" * 300))
+        assert (garbage.status, garbage.reason) == (400, "decrypt"), "a box to no round key stays invalid"
 
 
 def test_seeds_query_errors(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -106,3 +107,28 @@ def test_a_round_without_progress_is_reported_stalled(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stdout + done.stderr
     assert "no progress (no phase change, no accepted message) for 5 s: stalled" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_updaters_that_did_not_count_are_explained(tmp_path: Path) -> None:
+    """A phase that takes only 3 updates: every other selected updater is accounted for, with
+    the coordinator's answer ("discarded/phase_full", "rejected/phase_ended") or as stopped."""
+    port = free_port()
+    config = pet_config(
+        20, port=port, sum_prob=0.2, update_prob=1.0, min_update_count=3, max_counts=(100, 3, 100),
+        times=(1, 0, 0), max_time=60,
+    )  # fmt: skip
+    summary = tmp_path / "summary.json"
+    with coordinator_process(tmp_path, config, port) as coordinator:
+        done = subprocess.run(
+            [sys.executable, "-m", "xaynet", "test-drive", "-u", coordinator.url, "-n", "16",
+             "--rounds", "1", "-l", "20", "--json", str(summary)],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    [round_] = json.loads(summary.read_text())["rounds"]
+    selected, accepted = round_["selected"]["update"], round_["updates_known_accepted"]
+    refused = round_["refused"].get("update", {})
+    assert accepted == 3 < selected
+    assert accepted + sum(refused.values()) + round_["dropped"]["update"] == selected, round_
+    assert set(refused) <= {"discarded/phase_full", "rejected/phase_ended", "rejected/wrong_phase"}
+    assert f"{selected} selected to update, 3 accepted; not counted: " in done.stdout

@@ -174,9 +174,38 @@ def _finish(options: Options, display: Display, outcome: Outcome, started: float
             f"work stopped because its phase had ended (nothing of it posted): {dropped['update']} "
             f"update(s), {dropped['sum2']} sum2 derivation(s)"
         )
+    for line in not_counted_lines(outcome.completed):
+        display.note(line)
     display.note(_memory_line(outcome.peak_rss_mb))
     if options.json_path:
         _write_json(options, outcome)
+
+
+def not_counted_lines(completed: list[RoundRecord], most: int = 10) -> list[str]:
+    """Why selected updaters did not count, per round with a gap (the last `most` of them):
+    the coordinator's final answers to them, work dropped when its phase ended, and any
+    updater that got no final answer at all."""
+    lines = []
+    for record in completed:
+        selected = record.selected.get("update", 0)
+        counted = record.accepted_updates
+        if selected <= counted:
+            continue
+        refused = record.refused.get("update", {})
+        parts = [f"{n} {answer}" for answer, n in sorted(refused.items(), key=lambda item: -item[1])]
+        stopped = record.dropped.get("update", 0)
+        if stopped:
+            parts.append(f"{stopped} stopped (the phase ended before the update was sent)")
+        unanswered = selected - counted - sum(refused.values()) - stopped
+        if unanswered > 0:
+            parts.append(f"{unanswered} without a final answer")
+        lines.append(
+            f"round {record.round_id}: {selected} selected to update, {counted} accepted; "
+            f"not counted: {', '.join(parts)}"
+        )
+    if len(lines) > most:
+        lines = [f"({len(lines) - most} earlier rounds with uncounted updaters: see --json)", *lines[-most:]]
+    return lines
 
 
 def _memory_line(peaks: dict[str, Any]) -> str:
@@ -216,6 +245,7 @@ def _write_json(options: Options, outcome: Outcome) -> None:
                 "selected": r.selected,
                 "updates_known_accepted": r.accepted_updates,
                 "dropped": r.dropped,
+                "refused": r.refused,
                 "bytes_sent": r.bytes_sent,
                 "seconds": None if r.finished is None else round(r.finished - r.started, 3),
             }
@@ -363,19 +393,20 @@ async def _settle_dropped(drivers: Drivers, completed: list[RoundRecord]) -> Non
     (a participant looks between masks, the drivers' watch every 0.5 s): read the counts
     again until they stop changing (at most DROPPED_SETTLE_SECONDS), for the summary."""
     recent = completed[-ROUNDS_KEPT:]
-    previous: list[dict[str, int]] | None = None
+    previous: list[tuple[dict[str, int], dict[str, dict[str, int]]]] | None = None
     deadline = time.monotonic() + DROPPED_SETTLE_SECONDS
     while time.monotonic() < deadline:
         try:
-            current = [RoundTally.combine(r.seed, await drivers.tallies(r.seed)).dropped for r in recent]
+            tallies = [RoundTally.combine(r.seed, await drivers.tallies(r.seed)) for r in recent]
         except RuntimeError:
             return  # a driver died meanwhile: keep what the checks saw
+        current = [(t.dropped, t.refused) for t in tallies]
         if current == previous:
             break
         previous = current
         await asyncio.sleep(1.0)
-    for record, dropped in zip(recent, previous or [], strict=False):
-        record.dropped = dropped
+    for record, (dropped, refused) in zip(recent, previous or [], strict=False):
+        record.dropped, record.refused = dropped, refused
 
 
 def _stop_for(problem: tuple[str, str], display: Display, outcome: Outcome) -> None:

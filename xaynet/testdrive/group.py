@@ -207,6 +207,8 @@ class ParticipantGroup:
         def sent(chosen: Task, answer: PostAnswer, size: int) -> None:
             tally = self._round(current["seed"])
             tally.bytes_sent += size
+            if answer.result in FINAL_RESULTS and answer.result != "accepted":
+                tally.refuse(chosen.name.lower(), answer.result, answer.reason)
             if chosen is not Task.UPDATE or answer.result not in FINAL_RESULTS:
                 return
             sending = self._sending.pop(index, None)

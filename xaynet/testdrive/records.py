@@ -31,6 +31,7 @@ class RoundRecord:
     selected: dict[str, int] = field(default_factory=lambda: {"sum": 0, "update": 0})
     accepted_updates: int = 0  # updaters told "accepted", over all drivers
     dropped: dict[str, int] = field(default_factory=dict)  # work stopped because its phase ended
+    refused: dict[str, dict[str, int]] = field(default_factory=dict)  # task → "result/reason" → n
     bytes_sent: int = 0
     sdk_seconds: dict[str, dict[int, float]] = field(default_factory=lambda: {"sum": {}, "update": {}})
     phase_seconds: dict[str, float] = field(default_factory=dict)
@@ -47,5 +48,6 @@ class RoundRecord:
         self.selected = dict(tally.selected)
         self.accepted_updates = len(tally.accepted)
         self.dropped = dict(tally.dropped)
+        self.refused = {task: dict(answers) for task, answers in tally.refused.items()}
         self.bytes_sent = tally.bytes_sent
         self.sdk_seconds["update"] = dict(tally.sdk_update_seconds)

@@ -27,6 +27,9 @@ class RoundTally:
     sdk_update_seconds: dict[int, float] = field(default_factory=dict)  # per updater: mask + seal
     accepted: set[int] = field(default_factory=set)  # updaters told "accepted"
     dropped: dict[str, int] = field(default_factory=lambda: {"update": 0, "sum2": 0})
+    # Final answers other than "accepted", per task and "result/reason" (e.g. update:
+    # "discarded/phase_full"): why a selected participant did not count.
+    refused: dict[str, dict[str, int]] = field(default_factory=dict)
     weighted_sum: npt.NDArray[np.float64] | None = None
     scalar_sum: float = 0.0
 
@@ -44,6 +47,12 @@ class RoundTally:
             self.weighted_sum += vector
         self.scalar_sum += scalar
 
+    def refuse(self, task: str, result: str, reason: str) -> None:
+        """A message of `task` got a final answer other than accepted."""
+        key = f"{result}/{reason}" if reason else result
+        by_answer = self.refused.setdefault(task, {})
+        by_answer[key] = by_answer.get(key, 0) + 1
+
     @classmethod
     def combine(cls, seed: bytes, tallies: list[RoundTally]) -> RoundTally:
         """The round as all drivers saw it (their participants are disjoint)."""
@@ -53,6 +62,10 @@ class RoundTally:
                 total.selected[task] = total.selected.get(task, 0) + count
             for task, count in tally.dropped.items():
                 total.dropped[task] = total.dropped.get(task, 0) + count
+            for task, answers in tally.refused.items():
+                for key, count in answers.items():
+                    by_answer = total.refused.setdefault(task, {})
+                    by_answer[key] = by_answer.get(key, 0) + count
             total.bytes_sent += tally.bytes_sent
             total.sdk_update_seconds.update(tally.sdk_update_seconds)
             total.accepted |= tally.accepted
