@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests import models
-from tests.pet_client import PetClient, keys_for
+from tests.pet_client import PetClient, keys_for, sealed
 from tests.processes import coordinator_process, free_port, http_post, pet_config, wait_until
 from xaynet.core.bincode import RoundParameters
 from xaynet.core.crypto import SigningKeyPair, seal
@@ -27,6 +27,7 @@ from xaynet.core.message.header import Tag
 from xaynet.sdk import Participant, PollSchedule, Task
 from xaynet.sdk.client import PostAnswer
 from xaynet.sdk.participant import Events
+from xaynet.sdk.tasks import compose_update
 
 FAST = PollSchedule(minimum=0.05, maximum=0.2)
 HEAD, TOTAL = 4, 3
@@ -180,3 +181,63 @@ async def test_a_message_whose_chunks_keep_getting_lost_is_never_taken_as_sent(
             assert participant.state is module.State.SENDING, "a lost message is not taken as sent"
     assert coordinator.posted == message * (losses + 1), "always the whole message, never a part"
     assert participant.state is module.State.AWAITING
+
+
+def test_a_refusal_before_the_last_chunk_stops_the_rest_of_the_message(tmp_path: Path) -> None:
+    """The Update phase ends between our participant's chunks (other updates fill it): the
+    next chunk is refused (`wrong_phase`), a final answer; the rest would be refused too, so
+    the participant sends nothing more of that message."""
+    port = free_port()
+    length = 300
+    config = pet_config(
+        length, port=port, sum_prob=0.4, min_update_count=3, max_counts=(100, 3, 100),
+        times=(1, 0, 0), max_time=120,
+    )  # fmt: skip
+    with coordinator_process(tmp_path, config, port) as coordinator:
+        client = PetClient(coordinator.url)
+        wait_until(lambda: coordinator.status()["phase"] == "sum", 30, "the sum phase")
+        params = client.params()
+        summer, ours = keys_for(params, Task.SUM), keys_for(params, Task.UPDATE)
+        others = [keys_for(params, Task.UPDATE) for _ in range(3)]
+        first_round: list[PostAnswer] = []
+
+        rounds_seen: list[bytes] = []
+
+        def fill_the_phase_between_chunks(task: Task, answer: PostAnswer, _size: int) -> None:
+            if task is not Task.UPDATE or len(rounds_seen) > 1:
+                return  # only the first round's message matters
+            first_round.append(answer)
+            if len(first_round) == 1:  # after the first chunk, before the second
+                sums = client.sums()
+                assert sums is not None
+                for other in others:
+                    payload = compose_update(other, params, sums, np.zeros(length, dtype=np.float32))
+                    assert client.post(sealed(other, params, payload)).result == "accepted"
+                wait_until(lambda: coordinator.status()["phase"] != "update", 30, "the update phase to end")
+
+        async def scenario() -> None:
+            weights = np.ones(length, dtype=np.float32)
+            participants = [
+                Participant(coordinator.url, keys=summer, schedule=FAST),
+                Participant(
+                    coordinator.url, keys=ours, schedule=FAST, max_message_size=400,
+                    model_provider=lambda _p: weights,
+                    events=Events(
+                        new_round=lambda p: rounds_seen.append(p.seed), sent=fill_the_phase_between_chunks
+                    ),
+                ),
+            ]  # fmt: skip
+            stop = asyncio.Event()
+            tasks = [asyncio.create_task(p.run(stop)) for p in participants]
+            await asyncio.to_thread(
+                wait_until, lambda: len(rounds_seen) > 1, 60, "the participant to see the next round"
+            )
+            stop.set()
+            await asyncio.gather(*tasks)
+
+        asyncio.run(scenario())
+
+    assert [(a.result, a.reason) for a in first_round] == [
+        ("buffered", "chunk_buffered"),
+        ("rejected", "wrong_phase"),
+    ]

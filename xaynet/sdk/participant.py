@@ -441,10 +441,16 @@ class Participant:
                     )
                 return False
             if answer.status == 400:
-                # After a round change the old round's messages no longer open ("decrypt"):
-                # expected, and the next tick starts the new round.
+                # A message two rounds old no longer opens ("decrypt"): expected, and the next
+                # tick starts the new round.
                 level = logging.INFO if answer.reason == "decrypt" else logging.WARNING
                 log.log(level, "the coordinator refused our message as invalid: %s", answer.reason)
+                current.pending = []
+                break
+            if answer.result in ("rejected", "discarded") and current.pending:
+                # A final answer before the last chunk (the phase or the round ended meanwhile):
+                # the rest of the message would be refused the same way.
+                log.info("the coordinator refused our message (%s): not sending the rest", answer.reason)
                 current.pending = []
                 break
         current.state = current.after_sending
