@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from xaynet.coordinator import progress
 from xaynet.coordinator.phases import error, idle, sum, sum2, unmask, update
-from xaynet.coordinator.pipeline import Outcome, Request, Verdict
+from xaynet.coordinator.pipeline import ALREADY_ACCEPTED, Outcome, Request, Verdict
 from xaynet.coordinator.services import Services, log
 from xaynet.coordinator.settings import Settings
 from xaynet.coordinator.state import MESSAGE_PHASES, RoundFailedError, RoundState
@@ -140,6 +140,8 @@ class PhaseMachine:
                     "this coordinator does not hold the round's lease right now; retry",
                 )
             if state.epoch != request.view.epoch or state.phase is not request.phase:
+                if request.same_message(await self.services.store.accepted_digest(request.participant_pk)):
+                    return ALREADY_ACCEPTED  # a retry of a message accepted before the phase ended
                 return Verdict(Outcome.REJECTED, "phase_ended", f"the {request.phase.value} phase ended")
             limit = progress.limits(self.services.settings, request.phase).max_count
             if state.accepted(request.phase) >= limit:

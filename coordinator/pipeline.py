@@ -34,7 +34,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from xaynet.coordinator.state import MESSAGE_PHASES, RoundView
+from xaynet.coordinator.state import RoundView
 from xaynet.coordinator.store.base import Phase, Store, StoreUnavailableError
 from xaynet.core.crypto import EncryptKeyPair
 from xaynet.core.eligibility import is_sum_participant, is_update_participant
@@ -103,6 +103,9 @@ BUFFERED = Verdict(
 )
 
 
+ALREADY_ACCEPTED = Verdict(Outcome.ACCEPTED, "already_accepted", "this message was already accepted")
+
+
 class MessageRefusedError(Exception):
     def __init__(self, verdict: Verdict) -> None:
         super().__init__(verdict.detail)
@@ -118,7 +121,7 @@ def _rejected(reason: str, detail: str) -> MessageRefusedError:
 
 
 def open_and_verify(body: bytes, view: RoundView) -> tuple[Message, bytes]:
-    """Sealed box → header → phase → key → signature → payload (on the loop or in a thread)."""
+    """Sealed box → header → key → signature → payload (on the loop or in a thread)."""
     record = view.record
     try:
         plain = record.keys.open(body)
@@ -126,24 +129,22 @@ def open_and_verify(body: bytes, view: RoundView) -> tuple[Message, bytes]:
         if _opens_with(view.previous_keys, body):
             raise _rejected(
                 "round_ended",
-                "the message is sealed to the previous round's key: that round has ended; "
-                "take part in the current one (GET /params)",
+                "the message is sealed to the previous round's key: that round has ended (if "
+                "this message was accepted before, it counted); take part in the current one "
+                "(GET /params)",
             ) from None
         raise _invalid(error) from None
     try:
-        header = Header.parse(plain)
+        return parse_message(plain, record.params.pk, Header.parse(plain)), plain
     except XaynetError as error:
         raise _invalid(error) from None
-    expected = PHASE_OF_TAG[header.tag]
-    if record.phase is not expected:
-        raise _rejected(
-            "wrong_phase",
-            f"a {header.tag.name.lower()} message arrived during the {record.phase.value} phase",
-        )
-    try:
-        return parse_message(plain, record.params.pk, header), plain
-    except XaynetError as error:
-        raise _invalid(error) from None
+
+
+def _wrong_phase(message: Message, view: RoundView) -> MessageRefusedError:
+    return _rejected(
+        "wrong_phase",
+        f"a {message.tag.name.lower()} message arrived during the {view.record.phase.value} phase",
+    )
 
 
 def _opens_with(keys: EncryptKeyPair | None, body: bytes) -> bool:
@@ -198,14 +199,6 @@ class MessagePipeline:
 
     async def prepare(self, body: bytes, view: RoundView, store: Store) -> Request | Verdict:
         """Everything before the phase handler; returns a request, or the verdict that ends it."""
-        if view.record.phase not in MESSAGE_PHASES:
-            if len(body) < HEADER_LENGTH:
-                return Verdict(Outcome.INVALID, "bad_length", "the body is too short to be a message")
-            return Verdict(
-                Outcome.REJECTED,
-                "wrong_phase",
-                f"no messages are taken during the {view.record.phase.value} phase",
-            )
         group = None
         try:
             if len(body) <= INLINE_OPEN_BYTES:
@@ -213,6 +206,8 @@ class MessagePipeline:
             else:
                 loop = asyncio.get_running_loop()
                 message, plain = await loop.run_in_executor(self._executor, open_and_verify, body, view)
+            if PHASE_OF_TAG[message.tag] is not view.record.phase:
+                return await self._out_of_phase(message, plain, view, store)
             payload = message.payload
             payload_digest = None
             if not isinstance(payload, ChunkPayload):
@@ -238,6 +233,24 @@ class MessagePipeline:
         pk = message.participant_pk
         return Request(view, view.record.phase, pk, payload, digest, group, payload_digest)
 
+    @staticmethod
+    async def _out_of_phase(message: Message, plain: bytes, view: RoundView, store: Store) -> Verdict:
+        """A message of this round outside its phase: `accepted` again if it is one that was
+        accepted in its phase (a retry whose first answer was lost), else `wrong_phase`."""
+        payload, pk = message.payload, message.participant_pk
+        if isinstance(payload, ChunkPayload):
+            group = ChunkGroup(message.tag, pk, payload.message_id)
+            accepted = payload.last and await store.chunked_message_accepted(group, payload.data)
+        else:
+            stored = await store.accepted_digest(pk)
+            accepted = stored is not None and stored in (
+                signature_digest(message),
+                _sha256(memoryview(plain)[HEADER_LENGTH:]),  # what builds before the signature's stored
+            )
+        if accepted:
+            return ALREADY_ACCEPTED
+        return _wrong_phase(message, view).verdict
+
     async def _buffer(self, store: Store, group: ChunkGroup, chunk: ChunkPayload) -> bytes | Verdict:
         put = await store.put_chunk(group, chunk, self._limits, time.time())
         match put.status:
@@ -246,7 +259,7 @@ class MessagePipeline:
             case ChunkStatus.BUFFERED:
                 return BUFFERED
             case ChunkStatus.DONE:
-                return Verdict(Outcome.ACCEPTED, "already_accepted", "this message was already accepted")
+                return ALREADY_ACCEPTED
             case ChunkStatus.MISSING:
                 return Verdict(
                     Outcome.UNAVAILABLE,

@@ -107,6 +107,9 @@ class MemoryStore:
     async def accepted_digest(self, pk: bytes) -> bytes | None:
         return self._digests.get(pk)
 
+    async def chunked_message_accepted(self, group: ChunkGroup, last_chunk: bytes) -> bool:
+        return self._chunks.accepted(group, last_chunk)
+
     async def ping(self) -> None:
         return None
 

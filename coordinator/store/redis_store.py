@@ -44,7 +44,14 @@ from xaynet.coordinator.store.base import (
 )
 from xaynet.core.bincode import RoundParameters
 from xaynet.core.crypto import EncryptKeyPair
-from xaynet.core.message.assembler import CHUNK_OVERHEAD, ChunkGroup, ChunkLimits, ChunkPut, ChunkStatus
+from xaynet.core.message.assembler import (
+    CHUNK_OVERHEAD,
+    ChunkGroup,
+    ChunkLimits,
+    ChunkPut,
+    ChunkStatus,
+    chunk_digest,
+)
 from xaynet.core.message.chunks import ChunkPayload
 
 P = ParamSpec("P")
@@ -516,6 +523,11 @@ class RedisStore:
             pipe.get(self._key("chunk_bytes"))
             groups, size = await pipe.execute()
         return int(groups), int(size or 0)
+
+    @_guarded
+    async def chunked_message_accepted(self, group: ChunkGroup, last_chunk: bytes) -> bool:
+        stored = await self._redis.hget(self._key("chunk_done"), group.name)
+        return stored is not None and bytes(stored) == chunk_digest(last_chunk).hex().encode()
 
     @_guarded
     async def accepted_digest(self, pk: bytes) -> bytes | None:

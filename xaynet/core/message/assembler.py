@@ -138,7 +138,7 @@ class ChunkAssembler:
     def put(self, group_key: ChunkGroup, chunk: ChunkPayload, now: float) -> ChunkPut:
         """Keep one verified chunk (evicting least recently extended groups to make room)."""
         done = self._done.get(group_key)
-        if done is not None and chunk.last and _digest(chunk.data) == done:
+        if done is not None and chunk.last and chunk_digest(chunk.data) == done:
             self._drop(group_key)  # the earlier chunks of a whole re-send of that message
             return ChunkPut(ChunkStatus.DONE)
         group = self._groups.get(group_key)
@@ -219,6 +219,10 @@ class ChunkAssembler:
         if group is not None:
             self._total -= group.cost
 
+    def accepted(self, group_key: ChunkGroup, last_chunk: bytes) -> bool:
+        """Whether the message of `group_key` ending in `last_chunk` was released as accepted."""
+        return self._done.get(group_key) == chunk_digest(last_chunk)
+
     def release(self, group_key: ChunkGroup, accepted: bool = False) -> None:
         """The message's outcome is final: drop its chunks (remember it if it was accepted).
 
@@ -226,7 +230,7 @@ class ChunkAssembler:
         different message that reuses the 16-bit message id is buffered and judged."""
         group = self._groups.get(group_key)
         if accepted and group is not None and group.last_id is not None:
-            self._done[group_key] = _digest(group.chunks[group.last_id])
+            self._done[group_key] = chunk_digest(group.chunks[group.last_id])
         self._drop(group_key)
 
     def add(
@@ -263,8 +267,9 @@ class ChunkAssembler:
         return dropped
 
 
-def _digest(data: bytes) -> bytes:
-    return hashlib.sha1(data, usedforsecurity=False).digest()  # the Lua script's redis.sha1hex
+def chunk_digest(data: bytes) -> bytes:
+    """How an accepted message's last chunk is remembered (the Lua script's `redis.sha1hex`)."""
+    return hashlib.sha1(data, usedforsecurity=False).digest()
 
 
 def _conflict(group: _Group, chunk: ChunkPayload) -> str:
