@@ -21,6 +21,7 @@ import aiohttp
 
 from xaynet.core.bincode import RoundParameters
 from xaynet.core.errors import XaynetError
+from xaynet.core.mask import kernel as mask_kernel
 from xaynet.sdk import Events, Participant, PollSchedule, Task
 from xaynet.sdk.client import CoordinatorClient, PostAnswer
 from xaynet.testdrive.tally import RoundTally
@@ -149,6 +150,9 @@ class ParticipantGroup:
         self._sum2_gate: asyncio.Semaphore | None = None
 
     async def __aenter__(self) -> ParticipantGroup:
+        # numba's import and the kernel's cached machine code take ~0.5 s on first use: paid
+        # here, before the first round, not inside the first updater's timed mask derivation
+        mask_kernel.load()
         connector = aiohttp.TCPConnector(limit=128)
         self._session = aiohttp.ClientSession(connector=connector)
         self._client = SharedFetches(self.url, self._session)
