@@ -61,6 +61,7 @@ from xaynet.core.eligibility import SUM_TASK, UPDATE_TASK, task_signature
 from xaynet.core.message.chunks import DEFAULT_MAX_MESSAGE_SIZE
 from xaynet.core.message.envelope import encode_messages
 from xaynet.core.message.payloads import UpdatePayload
+from xaynet.sdk.client import CoordinatorClient
 from xaynet.sdk.tasks import Task, compose_sum, compose_update
 
 CHUNK_SIZE = DEFAULT_MAX_MESSAGE_SIZE  # 3,912 bytes per sealed body
@@ -154,6 +155,26 @@ class Result:
     openssl_unchunked: Tally = field(default_factory=Tally)
     bare_unchunked: Tally = field(default_factory=Tally)  # the bare server, the same whole bodies
     redis_cpu: float = 0.0  # redis-server's CPU over the chunked batches
+    # the participant's side: this process's CPU per chunk POST to the bare server, through our
+    # SDK's client and through a bare aiohttp session (its floor)
+    client_sdk: Tally = field(default_factory=Tally)
+    client_raw: Tally = field(default_factory=Tally)
+
+
+async def _client_posts(url: str, bodies: list[bytes]) -> tuple[float, float]:
+    """CPU seconds of this process to POST `bodies` one after another (as a participant sends
+    its chunks) through our SDK's `CoordinatorClient`, then through a bare aiohttp session."""
+    async with aiohttp.ClientSession() as session:
+        client = CoordinatorClient(url, session)
+        started = time.process_time()
+        for body in bodies:
+            await client.post_message(body)
+        sdk = time.process_time() - started
+        started = time.process_time()
+        for body in bodies:
+            async with session.post(f"{url}/message", data=body) as response:
+                await response.read()
+        return sdk, time.process_time() - started
 
 
 async def _post(url: str, messages: list[Message], concurrency: int) -> tuple[float, list[list[str]]]:
@@ -380,6 +401,10 @@ def bench(plan: Plan) -> Result:
             cpu, wall, answers, _ = _timed_post(bare[1], bare[0], batch, concurrency)
             assert all(a == "200" for each in answers for a in each), "the bare server failed"
             result.bare.add(cpu, wall, requests, len(batch))
+            chunk_bodies = [body for message in batch for body in message.bodies]
+            sdk, raw = asyncio.run(_client_posts(bare[0], chunk_bodies))
+            result.client_sdk.add(sdk, 0.0, len(chunk_bodies), len(batch))
+            result.client_raw.add(raw, 0.0, len(chunk_bodies), len(batch))
             result.open_chunks.add(_open_verify(batch, floor_keys, None), 0.0, requests, len(batch))
             whole = whole_messages[index::repeats]
             with _py_spy(pid, _profile_file(plan, "whole")):
@@ -448,6 +473,12 @@ def report(results: list[Result]) -> None:
             f"{r.store}, {r.loops} (both servers), L={r.length:,}: {r.chunked.messages} chunked updates "
             f"= {r.chunked.requests} chunks, "
             f"{r.unchunked.messages} whole updates; lost: {r.chunked.lost + r.unchunked.lost}"
+        )
+    for r in results:
+        sdk, raw = _us(r.client_sdk.cpu, r.client_sdk.requests), _us(r.client_raw.cpu, r.client_raw.requests)
+        print(
+            f"{r.store}, {r.loops}, L={r.length:,}: participant CPU per chunk POST: our SDK's client "
+            f"{sdk:.0f} µs, a bare aiohttp session {raw:.0f} µs ({sdk / raw:.2f}×)"
         )
     for r in results:
         whole = _us(r.unchunked.cpu, r.unchunked.messages)

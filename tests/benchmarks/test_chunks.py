@@ -39,3 +39,8 @@ def test_each_loop_is_measured_on_that_loop_and_nothing_is_lost() -> None:
         assert re.search(
             rf"memory, {loop}, L=2,000: coordinator µs per whole update by thread: event loop \d+", run.stdout
         )
+        assert re.search(
+            rf"memory, {loop}, L=2,000: participant CPU per chunk POST: our SDK's client \d+ µs, "
+            r"a bare aiohttp session \d+ µs \(\d\.\d\d×\)",
+            run.stdout,
+        )
