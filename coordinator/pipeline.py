@@ -1,12 +1,13 @@
 """From POST body to a checked request: open, parse, verify, reassemble, check eligibility.
 
-Bodies are opened on the event loop up to 1 MiB (an update of up to ~170,000 weights, every
-sum message, every chunk): the hand-off to a thread and back costs more than it saves there
-(see `INLINE_OPEN_BYTES`). Larger bodies are opened in a small thread pool (libsodium and
-OpenSSL release the GIL), so the loop keeps serving `/params` polls meanwhile. The outcome of
-a body is a `Verdict`; the HTTP layer turns it into a status code (see `app.py`). A body the
-round key cannot open but the previous round's can is a late message of an ended round:
-`rejected/round_ended` (200), not `invalid/decrypt` (400: garbage, an alarm for operators).
+Small bodies (sum messages and the chunks of a multipart message, 3,912 bytes from a mobile
+client) are opened on the event loop: their ~0.1 ms of crypto costs less than the hand-off to a
+thread and back. Larger ones (updates, masks) are opened in a small thread pool (libsodium and
+OpenSSL release the GIL), so the loop keeps serving polls and probes however many arrive at
+once (see `INLINE_OPEN_BYTES`). The outcome of a body is a `Verdict`; the HTTP layer turns it
+into a status code (see `app.py`). A body the round key cannot open but the previous round's
+can is a late message of an ended round: `rejected/round_ended` (200), not `invalid/decrypt`
+(400: garbage, an alarm for operators).
 
 Multipart: the answer is the message's, not the chunk's. Chunks are kept in the store (with
 the round: Redis for a durable coordinator, so a restart or the coordinator that takes over
@@ -46,13 +47,22 @@ from xaynet.core.message.header import HEADER_LENGTH, Header, Tag
 from xaynet.core.message.payloads import Payload, Sum2Payload, SumPayload, parse_payload
 
 PHASE_OF_TAG = {Tag.SUM: Phase.SUM, Tag.UPDATE: Phase.UPDATE, Tag.SUM2: Phase.SUM2}
-# Bodies up to this size are opened on the event loop, larger ones in the thread pool. Handing a
-# body to a thread and back cost ~12 % of a 100,000-weight update's CPU (`python -m benchmarks
-# chunks`: 2.2 against 2.0 ms); what it buys is opening two bodies at once during a burst
-# (~25 % more unchunked updates per second on 2 cores). Up to 1 MiB (≈ 170,000 weights of M3;
-# ≤ ~2.5 ms) the loop is never held long enough to matter to polls or probes, so the cheaper
-# path wins; above it the pool keeps the loop free while a big body opens.
-INLINE_OPEN_BYTES = 1024 * 1024
+# The message phases of this round already over in each phase: a message of one of them may be
+# the retry of a message accepted there (its first answer lost), so it is verified and looked
+# up; a message of a phase still to come is refused without verifying its signature.
+_ALL = frozenset({Phase.SUM, Phase.UPDATE, Phase.SUM2})
+PASSED: dict[Phase, frozenset[Phase]] = {
+    Phase.UPDATE: frozenset({Phase.SUM}),
+    Phase.SUM2: frozenset({Phase.SUM, Phase.UPDATE}),
+    Phase.UNMASK: _ALL,
+    Phase.ERROR: _ALL,  # a round that failed after accepting it: it was accepted then
+}
+# Bodies up to this size are opened on the event loop (≤ ~0.3 ms of crypto), larger ones in the
+# thread pool. Opening updates on the loop too measured ~12 % less CPU per 100,000-weight update
+# (`python -m benchmarks chunks`), but bodies that arrive together are then opened back to back
+# on the loop: a burst of 300–1,000 updates held `/healthz` for 0.3–2 s (p50 / max) and once let
+# the Redis lease lapse, against ~1 ms p50 with the pool. Only small bodies stay inline.
+INLINE_OPEN_BYTES = 64 * 1024
 
 
 class Outcome(enum.StrEnum):
@@ -129,22 +139,23 @@ def open_and_verify(body: bytes, view: RoundView) -> tuple[Message, bytes]:
         if _opens_with(view.previous_keys, body):
             raise _rejected(
                 "round_ended",
-                "the message is sealed to the previous round's key: that round has ended (if "
-                "this message was accepted before, it counted); take part in the current one "
-                "(GET /params)",
+                "the message is sealed to the previous round's key: that round has ended (had "
+                "it accepted this message, it counted if the round completed); take part in the "
+                "current one (GET /params)",
             ) from None
         raise _invalid(error) from None
     try:
-        return parse_message(plain, record.params.pk, Header.parse(plain)), plain
+        header = Header.parse(plain)
+        phase = PHASE_OF_TAG[header.tag]
+        if phase is not record.phase and phase not in PASSED.get(record.phase, ()):
+            raise _wrong_phase(header.tag, record.phase)  # not verified: it cannot be a retry
+        return parse_message(plain, record.params.pk, header), plain
     except XaynetError as error:
         raise _invalid(error) from None
 
 
-def _wrong_phase(message: Message, view: RoundView) -> MessageRefusedError:
-    return _rejected(
-        "wrong_phase",
-        f"a {message.tag.name.lower()} message arrived during the {view.record.phase.value} phase",
-    )
+def _wrong_phase(tag: Tag, phase: Phase) -> MessageRefusedError:
+    return _rejected("wrong_phase", f"a {tag.name.lower()} message arrived during the {phase.value} phase")
 
 
 def _opens_with(keys: EncryptKeyPair | None, body: bytes) -> bool:
@@ -249,7 +260,7 @@ class MessagePipeline:
             )
         if accepted:
             return ALREADY_ACCEPTED
-        return _wrong_phase(message, view).verdict
+        return _wrong_phase(message.tag, view.record.phase).verdict
 
     async def _buffer(self, store: Store, group: ChunkGroup, chunk: ChunkPayload) -> bytes | Verdict:
         put = await store.put_chunk(group, chunk, self._limits, time.time())

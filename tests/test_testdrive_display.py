@@ -72,3 +72,19 @@ def test_piped_lines_show_real_counts_and_no_phantom_round(capsys: pytest.Captur
         "round 1: phase sum2 ended, 3 accepted",
         "round 1 completed: accepted sum 3, update 7, sum2 3; check: ok",
     ]
+
+
+def test_uncounted_updaters_are_explained_one_line_per_round() -> None:
+    from xaynet.testdrive.driver import not_counted_lines
+    from xaynet.testdrive.records import RoundRecord
+
+    gap = RoundRecord(b"a" * 32, round_id=3, accepted_updates=6)
+    gap.selected = {"sum": 2, "update": 10}
+    gap.refused = {"update": {"discarded/phase_full": 2}, "sum": {"rejected/wrong_phase": 1}}
+    gap.dropped = {"update": 1, "sum2": 0}
+    full = RoundRecord(b"b" * 32, round_id=4, accepted_updates=5)
+    full.selected = {"sum": 2, "update": 5}
+    assert not_counted_lines([gap, full]) == [
+        "round 3: 10 selected to update, 6 accepted; not counted: 2 discarded/phase_full, "
+        "1 stopped (the phase ended before the update was sent), 1 without a final answer"
+    ]

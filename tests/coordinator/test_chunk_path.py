@@ -37,7 +37,7 @@ from tests.processes import (
 from xaynet.coordinator.allocator import trim_threshold
 from xaynet.coordinator.pipeline import INLINE_OPEN_BYTES
 from xaynet.core.bincode import RoundParameters
-from xaynet.core.crypto import EncryptKeyPair, SigningKeyPair, seal
+from xaynet.core.crypto import LARGE_SIGNED_BYTES, EncryptKeyPair, SigningKeyPair, seal
 from xaynet.core.message.assembler import ChunkAssembler, ChunkGroup, ChunkStatus
 from xaynet.core.message.chunks import DEFAULT_MAX_MESSAGE_SIZE, ChunkPayload, split_payload
 from xaynet.core.message.envelope import sign_message
@@ -45,7 +45,7 @@ from xaynet.core.message.header import Tag
 from xaynet.sdk.client import CoordinatorClient
 from xaynet.sdk.tasks import Task, compose_sum, compose_update
 
-LENGTH = 200_000  # a whole update (~1.2 MB) is opened in the thread pool, its chunks on the loop
+LENGTH = 40_000  # a whole update (~240 KB: thread pool, OpenSSL verification), its chunks on the loop
 UPDATES = 3
 
 
@@ -133,6 +133,7 @@ def test_loop_and_thread_refuse_bad_bodies_alike_and_count_nothing(tmp_path: Pat
         whole = _bad_bodies(keys, params, payload, multipart=False)
         chunk = _bad_bodies(keys, params, chunks[0].to_bytes(), multipart=True)
         assert all(len(b) > INLINE_OPEN_BYTES for b in whole.values()), "whole bodies take the thread"
+        assert all(len(b) > LARGE_SIGNED_BYTES + 48 for b in whole.values()), "and OpenSSL verifies them"
         assert all(len(b) <= INLINE_OPEN_BYTES for b in chunk.values()), "chunks are opened on the loop"
         for fault in whole:
             big, small = client.post(whole[fault]), client.post(chunk[fault])

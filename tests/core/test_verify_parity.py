@@ -15,8 +15,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nacl.bindings import (
+    crypto_core_ed25519_add,
+    crypto_core_ed25519_scalar_add,
     crypto_core_ed25519_scalar_mul,
     crypto_core_ed25519_scalar_reduce,
+    crypto_scalarmult_ed25519_base_noclamp,
     crypto_sign_open,
 )
 from nacl.exceptions import BadSignatureError
@@ -119,12 +122,7 @@ def test_a_small_order_key_is_refused(key: bytes) -> None:
 
 def test_an_owner_signature_with_identity_r_is_refused() -> None:
     """r = 0 gives R = identity and S = k·a: OpenSSL accepts it, libsodium refuses it."""
-    digest = hashlib.sha512(KEYS.seed).digest()
-    clamped = bytearray(digest[:32])
-    clamped[0] &= 248
-    clamped[31] &= 127
-    clamped[31] |= 64
-    secret = crypto_core_ed25519_scalar_reduce(bytes(clamped) + bytes(32))
+    secret = _secret_scalar(KEYS.seed)
     k = crypto_core_ed25519_scalar_reduce(hashlib.sha512(IDENTITY + KEYS.public + LARGE).digest())
     signed = IDENTITY + crypto_core_ed25519_scalar_mul(k, secret) + LARGE
     assert openssl_alone_accepts(KEYS.public, signed)  # the equation holds
@@ -137,3 +135,33 @@ def test_large_messages_are_signed_byte_for_byte_as_libsodium_signs(size: int) -
     """Signing switches to OpenSSL at the same size: the signature must not change with it."""
     message = (LARGE * 2)[:size]
     assert KEYS.sign(message) == SigningKey(KEYS.seed).sign(message).signature
+
+
+def _secret_scalar(seed: bytes) -> bytes:
+    digest = bytearray(hashlib.sha512(seed).digest()[:32])
+    digest[0] &= 248
+    digest[31] &= 127
+    digest[31] |= 64
+    return crypto_core_ed25519_scalar_reduce(bytes(digest) + bytes(32))
+
+
+def test_a_mixed_order_key_gets_libsodium_s_verdict() -> None:
+    """A' = A + T (T of order 8) is canonical and not of small order, so libsodium accepts its
+    signatures; it is outside the prime-order subgroup, so it is left to libsodium."""
+    torsion = SMALL_ORDER_POINTS[4]  # order 8
+    mixed = crypto_core_ed25519_add(KEYS.public, torsion)
+    secret = _secret_scalar(KEYS.seed)
+    for attempt in range(200):  # R = rB verifies under A' when k·T = 0, i.e. k ≡ 0 (mod 8)
+        r = crypto_core_ed25519_scalar_reduce(hashlib.sha512(attempt.to_bytes(4, "little")).digest())
+        big_r = crypto_scalarmult_ed25519_base_noclamp(r)
+        k = crypto_core_ed25519_scalar_reduce(hashlib.sha512(big_r + mixed + LARGE).digest())
+        if k[0] % 8 == 0:
+            break
+    else:
+        pytest.fail("no nonce with k ≡ 0 (mod 8) in 200 tries")
+    s = crypto_core_ed25519_scalar_add(r, crypto_core_ed25519_scalar_mul(k, secret))
+    signed = big_r + s + LARGE
+    assert libsodium_accepts(mixed, signed)
+    assert ours_accepts(mixed, signed)
+    forged = big_r + s + _flip(LARGE, 7)
+    assert not ours_accepts(mixed, forged) and not libsodium_accepts(mixed, forged)

@@ -130,5 +130,6 @@ def test_updaters_that_did_not_count_are_explained(tmp_path: Path) -> None:
     refused = round_["refused"].get("update", {})
     assert accepted == 3 < selected
     assert accepted + sum(refused.values()) + round_["dropped"]["update"] == selected, round_
-    assert set(refused) <= {"discarded/phase_full", "rejected/phase_ended", "rejected/wrong_phase"}
+    late = {"discarded/phase_full", "rejected/phase_ended", "rejected/wrong_phase", "rejected/round_ended"}
+    assert set(refused) <= late, refused
     assert f"{selected} selected to update, 3 accepted; not counted: " in done.stdout

@@ -120,11 +120,8 @@ def verify_signed(public_key: bytes, signed: bytes) -> None:
         raise SignatureError("malformed public key or signature")
     if len(signed) >= LARGE_SIGNED_BYTES:
         _verify_large(public_key, signed)
-        return
-    try:
-        crypto_sign_open(signed, public_key)
-    except (BadSignatureError, NaclCryptoError, ValueError) as exc:
-        raise SignatureError(_BAD_SIGNATURE) from exc
+    else:
+        _verify_with_libsodium(public_key, signed)
 
 
 def _verify_large(public_key: bytes, signed: bytes) -> None:
@@ -132,16 +129,26 @@ def _verify_large(public_key: bytes, signed: bytes) -> None:
 
     libsodium also refuses a public key that is not canonical or of small order (with such a
     key anyone could sign: the identity key verifies R = S·B for every message) and an R of
-    small order. Requiring the key to be a canonical point of the prime-order subgroup covers
-    the first (every key libsodium or OpenSSL generates is one); R = SB − kA then lies in that
-    subgroup too, where the identity is the only point of small order."""
-    if not crypto_core_ed25519_is_valid_point(public_key) or signed[:32] == _IDENTITY_POINT:
+    small order. For a key that is a canonical point of the prime-order subgroup (every key
+    libsodium or OpenSSL generates), R = SB − kA lies in that subgroup too, where the identity
+    is the only point of small order: refusing it gives libsodium's verdict. Any other key (a
+    crafted one, with a small-order component) is left to libsodium itself."""
+    if not crypto_core_ed25519_is_valid_point(public_key):
+        _verify_with_libsodium(public_key, signed)
+        return
+    if signed[:32] == _IDENTITY_POINT:
         raise SignatureError(_BAD_SIGNATURE)
     try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(
-            signed[:SIGNATURE_LENGTH], memoryview(signed)[SIGNATURE_LENGTH:]
-        )
+        key = Ed25519PublicKey.from_public_bytes(public_key)
+        key.verify(signed[:SIGNATURE_LENGTH], memoryview(signed)[SIGNATURE_LENGTH:])
     except (InvalidSignature, ValueError) as exc:
+        raise SignatureError(_BAD_SIGNATURE) from exc
+
+
+def _verify_with_libsodium(public_key: bytes, signed: bytes) -> None:
+    try:
+        crypto_sign_open(signed, public_key)
+    except (BadSignatureError, NaclCryptoError, ValueError) as exc:
         raise SignatureError(_BAD_SIGNATURE) from exc
 
 

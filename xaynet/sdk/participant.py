@@ -441,7 +441,8 @@ class Participant:
                     )
                 return False
             if answer.status == 400:
-                # A message two rounds old no longer opens ("decrypt"): expected, and the next
+                # A message of an earlier round that the coordinator cannot place ("decrypt":
+                # two rounds old, or the coordinator restarted since): expected, and the next
                 # tick starts the new round.
                 level = logging.INFO if answer.reason == "decrypt" else logging.WARNING
                 log.log(level, "the coordinator refused our message as invalid: %s", answer.reason)

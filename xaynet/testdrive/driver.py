@@ -199,6 +199,8 @@ def not_counted_lines(completed: list[RoundRecord], most: int = 10) -> list[str]
         unanswered = selected - counted - sum(refused.values()) - stopped
         if unanswered > 0:
             parts.append(f"{unanswered} without a final answer")
+        elif unanswered < 0:  # never expected: shown rather than hidden
+            parts.append(f"{-unanswered} more answers than updaters")
         lines.append(
             f"round {record.round_id}: {selected} selected to update, {counted} accepted; "
             f"not counted: {', '.join(parts)}"
