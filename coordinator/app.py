@@ -102,7 +102,7 @@ async def post_message(request: web.Request) -> web.Response:
         body = await request.read()
     services.metrics.received_bytes.inc(len(body))
     view = state.view()
-    prepared = await services.pipeline.prepare(body, view, services.store)
+    prepared = await services.pipeline.prepare(body, view, services.store, services.metrics.count_opened)
     if isinstance(prepared, Request):
         try:
             verdict = await machine.submit(prepared)
@@ -308,6 +308,14 @@ async def lifecycle(request: web.Request, handler: Handler) -> web.StreamRespons
         )
         response.force_close()
         return response
+    with services.pipeline.receiving():  # large bodies arriving together go to the thread pool
+        return await _read_and_handle(request, handler, services, largest, length)
+
+
+async def _read_and_handle(
+    request: web.Request, handler: Handler, services: Services, largest: int, length: int | None
+) -> web.StreamResponse:
+    """Read the body under its deadline, then hand the request to the route."""
     if request.content.is_eof():  # the whole body came with the headers (a chunk, usually)
         return await handler(request)
     deadline = services.settings.api.read_timeout + (length or largest) / BODY_BYTES_PER_SECOND

@@ -32,6 +32,18 @@ class CoordinatorMetrics:
             ["phase", "outcome", "reason"],
             registry=r,
         )
+        self.in_progress = Gauge(
+            "xaynet_messages_in_progress",
+            "POST /message requests between their headers and their answer (uploads included)",
+            registry=r,
+        )
+        self.opened = Counter(
+            "xaynet_message_bodies_opened_total",
+            "Message bodies opened on the event loop (small, or a large one arriving alone) or in the "
+            "thread pool (large ones arriving together)",
+            ["where"],
+            registry=r,
+        )
         self.received_bytes = Counter(
             "xaynet_received_bytes_total", "Bytes of POST /message bodies", registry=r
         )
@@ -60,6 +72,7 @@ class CoordinatorMetrics:
         self._message_counters: dict[tuple[str, str, str], Counter] = {}
         self._store_latencies: dict[str, Histogram] = {}  # the same, per store operation
         self._accepted: dict[str, Gauge] = {}  # the same, of `participants`
+        self._opened: dict[str, Counter] = {}  # the same, of `opened`
 
     def restore(self, totals: dict[str, int], current_round: dict[str, int]) -> None:
         """Re-seed the counters that must survive a restart from the store's totals.
@@ -81,6 +94,13 @@ class CoordinatorMetrics:
         if counter is None:
             counter = self._message_counters[key] = self.messages.labels(phase, outcome, reason)
         counter.inc()
+
+    def count_opened(self, where: str) -> None:
+        """One message body opened `where` ("event_loop" or "thread_pool")."""
+        child = self._opened.get(where)
+        if child is None:
+            child = self._opened[where] = self.opened.labels(where)
+        child.inc()
 
     def set_accepted(self, phase: str, accepted: int) -> None:
         """The accepted messages of the current round in `phase` (a cached labelled child)."""

@@ -31,7 +31,7 @@ import enum
 import functools
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -57,12 +57,15 @@ PASSED: dict[Phase, frozenset[Phase]] = {
     Phase.UNMASK: _ALL,
     Phase.ERROR: _ALL,  # a round that failed after accepting it: it was accepted then
 }
-# Bodies up to this size are opened on the event loop (≤ ~0.3 ms of crypto), larger ones in the
-# thread pool. Opening updates on the loop too measured ~12 % less CPU per 100,000-weight update
-# (`python -m benchmarks chunks`), but bodies that arrive together are then opened back to back
-# on the loop: a burst of 300–1,000 updates held `/healthz` for 0.3–2 s (p50 / max) and once let
-# the Redis lease lapse, against ~1 ms p50 with the pool. Only small bodies stay inline.
+# Where a body is opened. Bodies up to INLINE_OPEN_BYTES (chunks, sum messages: ≤ ~0.3 ms of
+# crypto) always on the event loop. Larger ones up to ALONE_OPEN_BYTES (an update of up to
+# ~170,000 weights, ≤ ~2.5 ms) on the loop too when no other message is in progress: the hand-off
+# to a thread and back cost ~12 % of a 100,000-weight update's CPU (`python -m benchmarks
+# chunks --concurrency 1`). When several arrive together they go to the thread pool: opened back
+# to back on the loop, a burst of 300–1,000 updates held `/healthz` for 0.3–2 s (p50 / max) and
+# once let the Redis lease lapse, against ~1 ms p50 with the pool, which also opens two at once.
 INLINE_OPEN_BYTES = 64 * 1024
+ALONE_OPEN_BYTES = 1024 * 1024
 
 
 class Outcome(enum.StrEnum):
@@ -204,17 +207,36 @@ class MessagePipeline:
         self.assembler = assembler  # the limits of the multipart buffer (the chunks are in the store)
         self._limits = assembler.limits  # fixed at start: built once, not per chunk
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="xaynet-open")
+        self.in_progress = 0  # POST /message requests between their headers and their answer
+
+    @contextlib.contextmanager
+    def receiving(self) -> Iterator[None]:
+        """One POST /message in progress (the HTTP layer holds this from headers to answer)."""
+        self.in_progress += 1
+        try:
+            yield
+        finally:
+            self.in_progress -= 1
+
+    def _on_loop(self, size: int) -> bool:
+        return size <= INLINE_OPEN_BYTES or (size <= ALONE_OPEN_BYTES and self.in_progress <= 1)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def prepare(self, body: bytes, view: RoundView, store: Store) -> Request | Verdict:
-        """Everything before the phase handler; returns a request, or the verdict that ends it."""
+    async def prepare(
+        self, body: bytes, view: RoundView, store: Store, opened: Callable[[str], None] = lambda _where: None
+    ) -> Request | Verdict:
+        """Everything before the phase handler; returns a request, or the verdict that ends it.
+
+        `opened` is told where the body was opened ("event_loop" or "thread_pool")."""
         group = None
         try:
-            if len(body) <= INLINE_OPEN_BYTES:
+            if self._on_loop(len(body)):
+                opened("event_loop")
                 message, plain = open_and_verify(body, view)
             else:
+                opened("thread_pool")
                 loop = asyncio.get_running_loop()
                 message, plain = await loop.run_in_executor(self._executor, open_and_verify, body, view)
             if PHASE_OF_TAG[message.tag] is not view.record.phase:

@@ -79,6 +79,7 @@ async def running(
             ttl_seconds=settings.multipart.ttl_seconds,
         )
     )
+    metrics.in_progress.set_function(lambda: pipeline.in_progress)  # read when scraped
     exporter = (
         ModelExporter(settings.model_export.directory, settings.model_export.keep)
         if settings.model_export.directory

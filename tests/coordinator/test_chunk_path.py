@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import subprocess
 import sys
 import textwrap
@@ -35,7 +36,7 @@ from tests.processes import (
     wait_until,
 )
 from xaynet.coordinator.allocator import trim_threshold
-from xaynet.coordinator.pipeline import INLINE_OPEN_BYTES
+from xaynet.coordinator.pipeline import ALONE_OPEN_BYTES, INLINE_OPEN_BYTES
 from xaynet.core.bincode import RoundParameters
 from xaynet.core.crypto import LARGE_SIGNED_BYTES, EncryptKeyPair, SigningKeyPair, seal
 from xaynet.core.message.assembler import ChunkAssembler, ChunkGroup, ChunkStatus
@@ -93,7 +94,8 @@ def _metric(url: str, name: str, labels: str) -> float:
     code, body = http_get(url + "/metrics")
     assert code == 200
     for line in body.decode().splitlines():
-        if line.startswith(f"{name}{{") and all(part in line for part in labels.split(",")):
+        unlabelled = not labels and line.split(" ", 1)[0] == name
+        if unlabelled or (line.startswith(f"{name}{{") and all(p in line for p in labels.split(","))):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
 
@@ -125,8 +127,43 @@ def encode_messages_of(keys: SigningKeyPair, params: RoundParameters, payload: b
     return [sign_message(keys, params.pk, Tag.UPDATE, c.to_bytes(), multipart=True) for c in chunks]
 
 
-def test_loop_and_thread_refuse_bad_bodies_alike_and_count_nothing(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _another_upload_in_progress(coordinator: CoordinatorProcess) -> Iterator[None]:
+    """A POST /message whose body is still arriving (a slow phone): while it lasts, large
+    bodies are opened in the thread pool."""
+    with socket.create_connection(("127.0.0.1", coordinator.port), timeout=10) as slow:
+        slow.sendall(b"POST /message HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + bytes(10))
+        wait_until(lambda: _metric(coordinator.url, "xaynet_messages_in_progress", "") == 1, 30, "the upload")
+        yield
+    wait_until(lambda: _metric(coordinator.url, "xaynet_messages_in_progress", "") == 0, 30, "its end")
+
+
+def _opened(coordinator: CoordinatorProcess, where: str) -> float:
+    return _metric(coordinator.url, "xaynet_message_bodies_opened_total", f'where="{where}"')
+
+
+def test_a_large_body_is_opened_on_the_loop_alone_and_in_the_pool_beside_others(tmp_path: Path) -> None:
     with _update_phase(tmp_path) as (coordinator, client, params):
+
+        def opened() -> tuple[float, float]:
+            return _opened(coordinator, "event_loop"), _opened(coordinator, "thread_pool")
+
+        bodies = []
+        for _ in range(2):
+            keys, payload = _update(params, client)
+            bodies.append(seal(params.pk, sign_message(keys, params.pk, Tag.UPDATE, payload)))
+        assert all(INLINE_OPEN_BYTES < len(b) <= ALONE_OPEN_BYTES for b in bodies)
+        loop, pool = opened()
+        with _another_upload_in_progress(coordinator):
+            assert client.post(bodies[0]).result == "accepted"
+        assert opened() == (loop, pool + 1), "beside another upload: the thread pool"
+        assert client.post(bodies[1]).result == "accepted"
+        assert opened() == (loop + 1, pool + 1), "alone: the event loop"
+        assert _accepted_updates(coordinator) == 2
+
+
+def test_loop_and_thread_refuse_bad_bodies_alike_and_count_nothing(tmp_path: Path) -> None:
+    with _update_phase(tmp_path) as (coordinator, client, params), _another_upload_in_progress(coordinator):
         keys, payload = _update(params, client)
         chunks = split_payload(payload, DEFAULT_MAX_MESSAGE_SIZE)
         assert chunks is not None
@@ -142,6 +179,9 @@ def test_loop_and_thread_refuse_bad_bodies_alike_and_count_nothing(tmp_path: Pat
             assert (small.status, small.result, small.reason) == expected, (fault, small)
             assert small.body["detail"] == big.body["detail"], "the same words, whichever path"
         assert _accepted_updates(coordinator) == 0
+        assert _opened(coordinator, "thread_pool") == len(whole), (
+            "beside an upload, whole bodies take the pool"
+        )
         usage = _metric(coordinator.url, "xaynet_messages_total", 'outcome="buffered"')
         assert usage == 0, "no refused chunk was buffered"
         # the genuine message still goes through, chunked (loop) and whole (thread)
