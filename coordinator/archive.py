@@ -74,6 +74,7 @@ class ModelArchive:
         self.store = store
         self.can_write = can_write  # the store lease is ours (uploads dequeue with fenced writes)
         self.retry_max_seconds = retry_max_seconds
+        self.max_queued = settings.max_queued
         self._client = s3_client(self.endpoint, self.region, settings.access_key, settings.secret_access_key)
         self._wake = asyncio.Event()
         self._bucket_ready = False
@@ -87,6 +88,12 @@ class ModelArchive:
         self._uploads = Counter(
             "xaynet_archive_uploads", "Global models archived in S3 by result", ["result"], registry=registry
         )
+        self._dropped = Counter(
+            "xaynet_archive_dropped",
+            "Global models dropped from the S3 queue unarchived ([s3] max_queued reached)",
+            registry=registry,
+        )
+        self.dropped = 0
 
     # -- the producer side (Unmask) ----------------------------------------------------------
     async def enqueue(
@@ -105,8 +112,23 @@ class ModelArchive:
         )
         item = ArchiveItem(metadata.key, round_id, body, metadata.to_s3())
         await self.store.queue_archive(item)
+        await self._bound_queue()
         self._wake.set()
         return item
+
+    async def _bound_queue(self) -> None:
+        """Drop the oldest queued models beyond `[s3] max_queued` (S3 down for that long)."""
+        queued = await self.store.archive_queue()  # oldest round first
+        for key in queued[: max(0, len(queued) - self.max_queued)]:
+            await self.store.archive_done(key)
+            self.dropped += 1
+            self._dropped.inc()
+            log.warning(
+                "S3 archive: more than [s3] max_queued = %d models waiting; dropped the oldest, %s, "
+                "without archiving it (fix S3 access, or raise max_queued)",
+                self.max_queued,
+                key,
+            )
 
     def status(self) -> dict[str, Any]:
         """For `/status` (the operator points `status.latestModel` at `latest`)."""
@@ -114,6 +136,7 @@ class ModelArchive:
             "bucket": self.bucket,
             "endpoint": self.endpoint,
             "pending": self.pending,
+            "dropped": self.dropped,
             "latest": self.latest,
             "last_error": self.last_error,
             "conditional_put": self.conditional_put,

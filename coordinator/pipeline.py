@@ -4,10 +4,11 @@ Small bodies (sum messages and the chunks of a multipart message, 3,912 bytes fr
 client) are opened on the event loop: their ~0.1 ms of crypto costs less than the hand-off to a
 thread and back. Larger ones (updates, masks) are opened there too when one arrives alone, and
 in a small thread pool when several are in progress (libsodium and OpenSSL release the GIL), so
-the loop keeps serving polls and probes however many arrive at once (`ALONE_OPEN_BYTES`). The outcome of a body is a `Verdict`; the HTTP layer turns it
-into a status code (see `app.py`). A body the round key cannot open but the previous round's
-can is a late message of an ended round: `rejected/round_ended` (200), not `invalid/decrypt`
-(400: garbage, an alarm for operators).
+the loop keeps serving polls and probes however many arrive at once (`ALONE_OPEN_BYTES`).
+The outcome of a body is a `Verdict`; the HTTP layer turns it into a status code (see
+`app.py`). A body the round key cannot open but the previous round's can is a late message of
+an ended round: `rejected/round_ended` (200), not `invalid/decrypt` (400: garbage, an alarm
+for operators).
 
 Multipart: the answer is the message's, not the chunk's. Chunks are kept in the store (with
 the round: Redis for a durable coordinator, so a restart or the coordinator that takes over

@@ -226,6 +226,9 @@ class S3Settings(_Section):
     secret_access_key: str | None = None
     region: list[str] | str | None = None  # ["name", "endpoint"]; from the env "name endpoint"
     buckets: S3BucketSettings = S3BucketSettings()
+    # Ours: while S3 is unreachable, models wait in the round's store (Redis); at most this
+    # many, the oldest dropped first, so a long outage cannot fill the store the round needs.
+    max_queued: int = Field(100, ge=1)
 
     @field_validator("region")
     @classmethod

@@ -13,15 +13,17 @@ import contextlib
 import hashlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.coordinator.stores import store_clients  # noqa: F401 - the `stores` fixture
 from tests.s3server import S3Server, s3_server
 from xaynet.coordinator.archive import ModelArchive
 from xaynet.coordinator.settings import S3Settings, SettingsError, load_settings
+from xaynet.coordinator.store.base import Store
 from xaynet.coordinator.store.memory import MemoryStore
 from xaynet.core.mask.model import GlobalModel
 from xaynet.core.s3 import ModelMetadata, object_key
@@ -171,6 +173,31 @@ async def test_an_endpoint_down_for_a_while_loses_nothing() -> None:
             await _until(lambda: archive.pending == 0 and archive.last_error is None, "the recovery")
         assert server.objects() == {object_key(r, s): _model(r) for r, s in enumerate(seeds, 1)}
         assert await store.archive_queue() == []
+
+
+async def test_a_long_outage_keeps_the_newest_max_queued_models(
+    caplog: pytest.LogCaptureFixture, stores: Callable[[], Store]
+) -> None:
+    """S3 down for 4 rounds with `max_queued = 2` (memory store, real Redis): the 2 oldest are
+    dropped (said, counted), the store never holds more than 2, and the newest 2 are archived
+    once S3 is back."""
+    with s3_server(start=False) as server:
+        store = stores()
+        token = await store.acquire_lease("test", 600_000)
+        store.fence = f"{token}|test"
+        settings = _settings(server).model_copy(update={"max_queued": 2})
+        archive = ModelArchive(settings, store, retry_max_seconds=1.0)
+        seeds = [secrets.token_bytes(32) for _ in range(4)]
+        async with _running(archive):
+            for round_id, seed in enumerate(seeds, 1):
+                await _queue(archive, round_id, seed, _model(round_id))
+                assert len(await store.archive_queue()) == min(round_id, 2)
+            assert archive.status()["dropped"] == 2
+            assert sum("max_queued = 2" in r.getMessage() for r in caplog.records) == 2
+            server.start()
+            await _until(lambda: len(server.objects()) == 2, "the queued models uploaded")
+            await _until(lambda: archive.pending == 0, "an empty queue")
+        assert server.objects() == {object_key(r, seeds[r - 1]): _model(r) for r in (3, 4)}
 
 
 def test_bad_s3_settings_stop_the_start_naming_the_key(tmp_path: Path) -> None:
