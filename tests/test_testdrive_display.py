@@ -85,6 +85,7 @@ def test_uncounted_updaters_are_explained_one_line_per_round() -> None:
     full = RoundRecord(b"b" * 32, round_id=4, accepted_updates=5)
     full.selected = {"sum": 2, "update": 5}
     assert not_counted_lines([gap, full]) == [
-        "round 3: 10 selected to update, 6 accepted; not counted: 2 discarded/phase_full, "
+        "round 3: 10 selected to update, 6 accepted; not counted: 2 came when Update had its maximum: "
+        "discarded/phase_full, "
         "1 stopped (the phase ended before the update was sent), 1 without a final answer"
     ]

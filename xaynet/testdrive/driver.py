@@ -181,6 +181,15 @@ def _finish(options: Options, display: Display, outcome: Outcome, started: float
         _write_json(options, outcome)
 
 
+# What the coordinator's answers to an updater mean, in the words of the "not counted" line.
+_LATE = {
+    "discarded/phase_full": "came when Update had its maximum: ",
+    "rejected/phase_ended": "came as Update ended: ",
+    "rejected/wrong_phase": "came after Update ended: ",
+    "rejected/round_ended": "came after the round ended: ",
+}
+
+
 def not_counted_lines(completed: list[RoundRecord], most: int = 10) -> list[str]:
     """Why selected updaters did not count, per round with a gap (the last `most` of them):
     the coordinator's final answers to them, work dropped when its phase ended, and any
@@ -192,7 +201,8 @@ def not_counted_lines(completed: list[RoundRecord], most: int = 10) -> list[str]
         if selected <= counted:
             continue
         refused = record.refused.get("update", {})
-        parts = [f"{n} {answer}" for answer, n in sorted(refused.items(), key=lambda item: -item[1])]
+        ranked = sorted(refused.items(), key=lambda item: -item[1])
+        parts = [f"{n} {_LATE.get(answer, '')}{answer}" for answer, n in ranked]
         stopped = record.dropped.get("update", 0)
         if stopped:
             parts.append(f"{stopped} stopped (the phase ended before the update was sent)")
