@@ -94,6 +94,7 @@ class ModelArchive:
             registry=registry,
         )
         self.dropped = 0
+        self._uploading: str | None = None  # the queued model being uploaded right now
 
     # -- the producer side (Unmask) ----------------------------------------------------------
     async def enqueue(
@@ -118,7 +119,8 @@ class ModelArchive:
 
     async def _bound_queue(self) -> None:
         """Drop the oldest queued models beyond `[s3] max_queued` (S3 down for that long)."""
-        queued = await self.store.archive_queue()  # oldest round first
+        # oldest first; never the one being uploaded (it would land in S3 and count as dropped)
+        queued = [key for key in await self.store.archive_queue() if key != self._uploading]
         for key in queued[: max(0, len(queued) - self.max_queued)]:
             await self.store.archive_done(key)
             self.dropped += 1
@@ -200,11 +202,14 @@ class ModelArchive:
             if item is None:  # half-removed by a crash: nothing left to upload
                 await self.store.archive_done(key)
                 continue
+            self._uploading = key
             try:
                 outcome = await asyncio.to_thread(self._put, item)
             except ArchiveConflictError as conflict:
                 conflicts.append(conflict)
                 continue
+            finally:
+                self._uploading = None
             record = {
                 "key": item.key,
                 "round_id": item.round_id,

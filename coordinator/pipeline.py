@@ -233,6 +233,11 @@ class MessagePipeline:
         `opened` is told where the body was opened ("event_loop" or "thread_pool")."""
         group = None
         try:
+            if len(body) > INLINE_OPEN_BYTES:
+                # let the other requests that are ready start (and count) first: on kept-alive
+                # connections a whole burst is buffered, and each request would otherwise run
+                # from headers to answer alone, every one of them opened on the loop
+                await asyncio.sleep(0)
             if self._on_loop(len(body)):
                 opened("event_loop")
                 message, plain = open_and_verify(body, view)

@@ -236,7 +236,7 @@ class MemoryStore:
         self._archive.setdefault(item.key, item)
 
     async def archive_queue(self) -> list[str]:
-        return [item.key for item in sorted(self._archive.values(), key=lambda i: (i.round_id, i.key))]
+        return list(self._archive)  # in the order queued (a re-queued key keeps its place)
 
     async def queued_model(self, key: str) -> ArchiveItem | None:
         return self._archive.get(key)

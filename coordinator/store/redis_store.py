@@ -758,7 +758,9 @@ class RedisStore:
     @_guarded
     async def queue_archive(self, item: ArchiveItem) -> None:
         await self._fenced(
-            ("ZADD", self._key("archive:queue"), "NX", item.round_id, item.key),
+            # scored by when it was queued, not by round id: ids start again at 1 when a round
+            # is wiped (`[restore] enable = false`), and the oldest must stay first
+            ("ZADD", self._key("archive:queue"), "NX", time.time(), item.key),
             (
                 "HSET",
                 self._archive_item_key(item.key),

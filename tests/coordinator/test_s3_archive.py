@@ -200,6 +200,23 @@ async def test_a_long_outage_keeps_the_newest_max_queued_models(
         assert server.objects() == {object_key(r, seeds[r - 1]): _model(r) for r in (3, 4)}
 
 
+async def test_the_oldest_queued_model_goes_first_even_when_round_ids_start_again(
+    stores: Callable[[], Store],
+) -> None:
+    """Without `[restore]` a restarted coordinator counts rounds from 1 again; the model it
+    just made must not be the one dropped because its id is smaller."""
+    with s3_server(start=False) as server:
+        store = stores()
+        token = await store.acquire_lease("test", 600_000)
+        store.fence = f"{token}|test"
+        archive = ModelArchive(_settings(server).model_copy(update={"max_queued": 2}), store)
+        seeds = {round_id: secrets.token_bytes(32) for round_id in (50, 51, 1)}
+        for round_id, seed in seeds.items():  # queued in this order: 50, 51, then 1 after a restart
+            await _queue(archive, round_id, seed, _model(round_id))
+        assert await store.archive_queue() == [object_key(51, seeds[51]), object_key(1, seeds[1])]
+        assert archive.status()["dropped"] == 1
+
+
 def test_bad_s3_settings_stop_the_start_naming_the_key(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text(
