@@ -66,7 +66,11 @@ def test_a_large_model_is_archived_in_s3_and_outlives_the_coordinator(tmp_path: 
             lambda: k8s.get("configmap", "arch-coordinator-config"), 30, "the coordinator config"
         )
         config = tomllib.loads(config_map["data"]["config.toml"])
-        assert config["s3"] == {"region": ["minio", s3.url], "buckets": {"global_models": "global-models"}}
+        assert config["s3"] == {
+            "region": ["minio", s3.url],
+            "buckets": {"global_models": "global-models"},
+            "max_queued": 100,
+        }
         deployment = k8s.get("deployment", "arch-coordinator") or {}
         env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
         assert env["XAYNET_S3__ACCESS_KEY"]["valueFrom"] == {
