@@ -13,7 +13,9 @@ Floors, measured in the same run and interleaved with the timed batches:
   (b) a bare aiohttp server process (`benchmarks/bare_server.py`) that reads each POST body
       and answers 200, sent the same chunk bodies the same way (its CPU time per request).
 Per chunk: ours / ((a) + (b)), target ≤ 1.5×. Per unchunked update: ours / ((a) + one numpy
-add of the update's length), target ≤ 1.3×.
+add of the update's length), target ≤ 1.3×. Each ratio is taken per repeat (a batch of ours
+against the floor batches run right beside it) and the median of the repeats is the figure:
+on a shared machine the cores' speed drifts within a run.
 
 Both servers run on the same event loop (`--loop`: asyncio's own, the coordinator's default,
 and/or uvloop, `XAYNET_EVENT_LOOP=uvloop`, where it is installed); the loop each process
@@ -35,9 +37,11 @@ import math
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -120,6 +124,7 @@ class Tally:
     messages: int = 0
     lost: int = 0  # messages whose last answer was not `accepted` (chunks: others not `buffered`)
     threads: dict[str, float] = field(default_factory=dict)  # CPU by thread group (`thread_cpu`)
+    batches: list[tuple[float, int, int]] = field(default_factory=list)  # (cpu, requests, messages)
 
     def add(  # noqa: PLR0917 - one batch's figures, in the order they are measured
         self,
@@ -132,6 +137,7 @@ class Tally:
     ) -> None:
         for group, seconds in (threads or {}).items():
             self.threads[group] = self.threads.get(group, 0.0) + seconds
+        self.batches.append((cpu, requests, messages))
         self.cpu += cpu
         self.wall += wall
         self.requests += requests
@@ -154,6 +160,7 @@ class Result:
     # reported beside the libsodium floor, so a faster library is not mistaken for less work.
     openssl_unchunked: Tally = field(default_factory=Tally)
     bare_unchunked: Tally = field(default_factory=Tally)  # the bare server, the same whole bodies
+    healthz: list[float] = field(default_factory=list)  # /healthz latencies (`--probe-healthz`)
     redis_cpu: float = 0.0  # redis-server's CPU over the chunked batches
     # the participant's side: this process's CPU per chunk POST to the bare server, through our
     # SDK's client and through a bare aiohttp session (its floor)
@@ -309,6 +316,7 @@ class Plan:
     concurrency: int
     repeats: int
     profile: Path | None = None  # py-spy's raw (collapsed) stacks of the coordinator, per kind
+    probe: bool = False  # poll /healthz during the whole-update batches (`--probe-healthz`)
 
 
 @contextlib.contextmanager
@@ -334,6 +342,33 @@ def _py_spy(pid: int, output: Path | None) -> Iterator[None]:
             with output.open("a") as collected:
                 collected.write(part.read_text())
             part.unlink()
+
+
+@contextlib.contextmanager
+def _healthz_probe(url: str, enabled: bool, latencies: list[float]) -> Iterator[None]:
+    """GET /healthz every 20 ms from a thread while the block runs; each answer's latency is
+    appended. What a liveness probe sees while updates are opened (on the loop or in the pool);
+    the probes' own CPU is counted in the coordinator's, so this is off by default."""
+    if not enabled:
+        yield
+        return
+    stop = threading.Event()
+
+    def probe() -> None:
+        while not stop.is_set():
+            started = time.perf_counter()
+            status, _ = http_get(f"{url}/healthz", timeout=30)
+            assert status == 200, f"/healthz answered {status}"
+            latencies.append(time.perf_counter() - started)
+            stop.wait(0.02)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(60)
 
 
 def _profile_file(plan: Plan, kind: str) -> Path | None:
@@ -407,7 +442,10 @@ def bench(plan: Plan) -> Result:
             result.client_raw.add(raw, 0.0, len(chunk_bodies), len(batch))
             result.open_chunks.add(_open_verify(batch, floor_keys, None), 0.0, requests, len(batch))
             whole = whole_messages[index::repeats]
-            with _py_spy(pid, _profile_file(plan, "whole")):
+            with (
+                _py_spy(pid, _profile_file(plan, "whole")),
+                _healthz_probe(coordinator.url, plan.probe, result.healthz),
+            ):
                 cpu, wall, answers, threads = _timed_post(pid, coordinator.url, whole, concurrency)
             result.unchunked.add(cpu, wall, len(whole), len(whole), _lost(answers), threads)
             cpu, wall, _, _ = _timed_post(bare[1], bare[0], whole, concurrency)
@@ -425,17 +463,36 @@ def _us(seconds: float, count: int) -> float:
     return seconds / max(1, count) * 1e6
 
 
+def _per(tally: Tally, per_message: bool) -> list[float]:
+    """CPU seconds per request (or per message) of each batch, in the order they ran."""
+    return [cpu / max(1, messages if per_message else requests) for cpu, requests, messages in tally.batches]
+
+
+def paired_ratios(ours: Tally, floors: list[Tally], per_message: bool = False) -> list[float]:
+    """Ours ÷ floor per repeat: each batch of ours against the floor batches run right beside
+    it. On a shared machine the speed of the cores drifts over a run (other tenants); a ratio
+    of neighbours cancels the drift, and the median of the repeats drops a batch that an
+    outside burst hit. (A ratio of sums would let one slow batch of either side decide it.)"""
+    floor = [sum(parts) for parts in zip(*(_per(f, per_message) for f in floors), strict=True)]
+    return [mine / base for mine, base in zip(_per(ours, per_message), floor, strict=True)]
+
+
+def _ratio_cell(ratios: list[float]) -> str:
+    return f"{statistics.median(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f})"
+
+
 def report(results: list[Result]) -> None:
     table = Table(title="Coordinator CPU per chunk (3,912 B) and per whole update, with same-run floors")
     columns: tuple[str, ...] = ("store", "loop", "weights", "what", "ours µs", "ours wall µs")
-    columns += ("floor", "floor µs", "ratio", "target")
+    columns += ("floor", "floor µs", "ratio: median of repeats (range)", "target")
     for column in columns:
         table.add_column(column, justify="left" if column in ("store", "loop", "what", "floor") else "right")
     for r in results:
         chunk = _us(r.chunked.cpu, r.chunked.requests)
         opened = _us(r.open_chunks.cpu, r.open_chunks.requests)
         bare = _us(r.bare.cpu, r.bare.requests)
-        ratio = chunk / (opened + bare)
+        ratios = paired_ratios(r.chunked, [r.open_chunks, r.bare])
+        ratio = statistics.median(ratios)
         redis_cpu = _us(r.redis_cpu, r.chunked.requests)
         redis_note = f" (+ redis-server {redis_cpu:.0f})" if r.store == "redis" else ""
         bare_wall = _us(r.bare.wall, r.bare.requests)
@@ -448,13 +505,14 @@ def report(results: list[Result]) -> None:
             f"{_us(r.chunked.wall, r.chunked.requests):.0f}",
             f"open+verify {opened:.0f} + bare aiohttp {bare:.0f} (wall {bare_wall:.0f})",
             f"{opened + bare:.0f}",
-            f"{ratio:.2f}×",
+            _ratio_cell(ratios),
             f"≤ {CHUNK_TARGET}× {'ok' if ratio <= CHUNK_TARGET else 'MISSED'}",
         )
         whole = _us(r.unchunked.cpu, r.unchunked.messages)
         bare_whole = _us(r.bare_unchunked.cpu, r.bare_unchunked.messages)
         floor = _us(r.open_unchunked.cpu, r.open_unchunked.messages)
-        ratio = whole / floor
+        ratios = paired_ratios(r.unchunked, [r.open_unchunked], per_message=True)
+        ratio = statistics.median(ratios)
         table.add_row(
             r.store,
             r.loops,
@@ -464,7 +522,7 @@ def report(results: list[Result]) -> None:
             f"{_us(r.unchunked.wall, r.unchunked.messages):.0f}",
             f"open+verify + numpy add (HTTP alone, bare aiohttp: {bare_whole:.0f}, not in the floor)",
             f"{floor:.0f}",
-            f"{ratio:.2f}×",
+            _ratio_cell(ratios),
             f"≤ {CHUNKED_TARGET}× {'ok' if ratio <= CHUNKED_TARGET else 'MISSED'}",
         )
     Console(width=180).print(table)
@@ -496,6 +554,14 @@ def report(results: list[Result]) -> None:
                 f"{name} {_us(tally.threads[name], count):.0f}" for name in sorted(tally.threads)
             )
             print(f"{r.store}, {r.loops}, L={r.length:,}: coordinator µs per {what} by thread: {parts}")
+    for r in results:
+        if r.healthz:
+            ordered = sorted(r.healthz)
+            p50, p99 = ordered[len(ordered) // 2], ordered[min(len(ordered) - 1, len(ordered) * 99 // 100)]
+            print(
+                f"{r.store}, {r.loops}, L={r.length:,}: /healthz during the whole updates ({len(ordered)} "
+                f"probes): p50 {p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms, max {ordered[-1] * 1e3:.1f} ms"
+            )
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f}")
 
 
@@ -506,7 +572,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--whole", type=int, default=300, help="unchunked updates per store and length")
     parser.add_argument("--summers", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved batches (each kind, each floor)")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved batches (each kind, each floor)")
     parser.add_argument("--store", choices=["memory", "redis"], nargs="+", default=["memory", "redis"])
     default_loop = event_loop.loop_factory()[0]
     parser.add_argument(
@@ -515,6 +581,11 @@ def main(argv: list[str] | None = None) -> None:
         nargs="+",
         default=[default_loop],
         help=f"event loop(s) of the coordinator and the bare server (default: {default_loop}, as it runs)",
+    )
+    parser.add_argument(
+        "--probe-healthz",
+        action="store_true",
+        help="poll /healthz every 20 ms during the whole-update batches and print its latency",
     )
     parser.add_argument(
         "--py-spy",
@@ -540,7 +611,16 @@ def main(argv: list[str] | None = None) -> None:
         whole = max(args.repeats, min(args.whole, MAX_UPDATES - chunked))
         profile = args.py_spy / "stacks" if args.py_spy else None
         plan = Plan(
-            store, loop, length, chunked, whole, args.summers, args.concurrency, args.repeats, profile
+            store,
+            loop,
+            length,
+            chunked,
+            whole,
+            args.summers,
+            args.concurrency,
+            args.repeats,
+            profile,
+            args.probe_healthz,
         )
         results.append(bench(plan))
     report(results)

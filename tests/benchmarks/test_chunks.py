@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.chunks import Tally, paired_ratios
+
 ROOT = Path(__file__).resolve().parents[2]
 LOOPS = ["asyncio", "uvloop"] if importlib.util.find_spec("uvloop") is not None else ["asyncio"]
 
@@ -44,3 +46,17 @@ def test_each_loop_is_measured_on_that_loop_and_nothing_is_lost() -> None:
             r"a bare aiohttp session \d+ µs \(\d\.\d\d×\)",
             run.stdout,
         )
+
+
+def test_each_repeat_is_divided_by_the_floor_run_beside_it() -> None:
+    """A machine that slows down for the second repeat slows ours and its floor alike: the
+    paired ratios stay 1.5× and 1.2×, where a ratio of sums would mix the two repeats."""
+    ours, opened, bare = Tally(), Tally(), Tally()
+    ours.add(cpu=3.0, wall=0.0, requests=2, messages=1)  # 1.5 s per request
+    opened.add(cpu=1.0, wall=0.0, requests=2, messages=1)  # 0.5 + 0.5 → 1.0 s per request
+    bare.add(cpu=1.0, wall=0.0, requests=2, messages=1)
+    ours.add(cpu=12.0, wall=0.0, requests=2, messages=1)  # 6 s per request (a slow repeat)
+    opened.add(cpu=8.0, wall=0.0, requests=2, messages=1)  # 4 + 1 → 5 s per request
+    bare.add(cpu=2.0, wall=0.0, requests=2, messages=1)
+    assert paired_ratios(ours, [opened, bare]) == pytest.approx([1.5, 1.2])
+    assert paired_ratios(ours, [opened], per_message=True) == pytest.approx([3.0, 1.5])

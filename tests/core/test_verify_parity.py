@@ -19,6 +19,7 @@ from nacl.bindings import (
     crypto_core_ed25519_scalar_add,
     crypto_core_ed25519_scalar_mul,
     crypto_core_ed25519_scalar_reduce,
+    crypto_core_ed25519_sub,
     crypto_scalarmult_ed25519_base_noclamp,
     crypto_sign_open,
 )
@@ -147,7 +148,8 @@ def _secret_scalar(seed: bytes) -> bytes:
 
 def test_a_mixed_order_key_gets_libsodium_s_verdict() -> None:
     """A' = A + T (T of order 8) is canonical and not of small order, so libsodium accepts its
-    signatures; it is outside the prime-order subgroup, so it is left to libsodium."""
+    signatures where the equation holds; OpenSSL (which verifies it: it passes the key check)
+    must agree, and refuse the same forgery."""
     torsion = SMALL_ORDER_POINTS[4]  # order 8
     mixed = crypto_core_ed25519_add(KEYS.public, torsion)
     secret = _secret_scalar(KEYS.seed)
@@ -165,3 +167,86 @@ def test_a_mixed_order_key_gets_libsodium_s_verdict() -> None:
     assert ours_accepts(mixed, signed)
     forged = big_r + s + _flip(LARGE, 7)
     assert not ours_accepts(mixed, forged) and not libsodium_accepts(mixed, forged)
+
+
+FIELD_PRIME = 2**255 - 19
+
+
+def _torsion_multiples(torsion: bytes) -> list[bytes]:
+    """[0·T, 1·T, …, 7·T] for a point T of order 8 (libsodium's scalar multiplication refuses
+    points outside the prime-order subgroup; point addition only asks for a point on the curve)."""
+    multiples = [IDENTITY]
+    for _ in range(7):
+        multiples.append(crypto_core_ed25519_add(multiples[-1], torsion))
+    return multiples
+
+
+@pytest.mark.parametrize("j", range(1, 8))
+def test_an_owner_signature_with_a_small_order_r_under_a_mixed_order_key_is_refused(j: int) -> None:
+    """With A' = A + T and r = 0, S = k·a gives S·B − k·A' = −(k mod 8)·T: a small-order R that
+    is not the identity. The equation holds (OpenSSL alone accepts), libsodium refuses the R."""
+    torsion = SMALL_ORDER_POINTS[4]  # order 8
+    multiples = _torsion_multiples(torsion)
+    mixed = crypto_core_ed25519_add(KEYS.public, torsion)
+    big_r = crypto_core_ed25519_sub(IDENTITY, multiples[j])  # −j·T
+    secret = _secret_scalar(KEYS.seed)
+    for attempt in range(400):  # k ≡ j (mod 8): 1 in 8
+        message = LARGE + attempt.to_bytes(4, "little")
+        k = crypto_core_ed25519_scalar_reduce(hashlib.sha512(big_r + mixed + message).digest())
+        if k[0] % 8 == j:
+            break
+    else:
+        pytest.fail(f"no message with k ≡ {j} (mod 8) in 400 tries")
+    signed = big_r + crypto_core_ed25519_scalar_mul(k, secret) + message
+    assert openssl_alone_accepts(mixed, signed), "the equation holds"
+    assert not libsodium_accepts(mixed, signed)
+    assert not ours_accepts(mixed, signed)
+
+
+def _encodings_of_small_order_and_non_canonical_points() -> list[bytes]:
+    """Every encoding libsodium refuses as a key or an R before the equation: the small-order
+    y values and every non-canonical y (p … 2^255 − 1), each with both signs of x."""
+    ys = [
+        0,
+        1,
+        FIELD_PRIME - 1,
+        *(int.from_bytes(p, "little") & ((1 << 255) - 1) for p in SMALL_ORDER_POINTS[4:]),
+    ]
+    ys += range(FIELD_PRIME, 2**255)
+    return [(y | sign << 255).to_bytes(32, "little") for y in ys for sign in (0, 1)]
+
+
+@pytest.mark.parametrize(
+    "point", _encodings_of_small_order_and_non_canonical_points(), ids=lambda p: p.hex()[:8] + p.hex()[-4:]
+)
+def test_a_small_order_or_non_canonical_key_or_r_gets_libsodium_s_verdict(point: bytes) -> None:
+    honest = KEYS.sign(LARGE) + LARGE
+    as_r = point + honest[32:]
+    as_key = BASE_POINT + (1).to_bytes(32, "little") + LARGE  # verifies under the identity key
+    assert ours_accepts(KEYS.public, as_r) == libsodium_accepts(KEYS.public, as_r) is False
+    assert ours_accepts(point, as_key) == libsodium_accepts(point, as_key) is False
+    assert ours_accepts(point, honest) == libsodium_accepts(point, honest) is False
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.binary(min_size=32, max_size=32),
+    torsion=st.integers(min_value=0, max_value=7),
+    nonce=st.binary(min_size=8, max_size=8),
+)
+def test_any_key_with_a_torsion_component_gets_libsodium_s_verdict(
+    seed: bytes, torsion: int, nonce: bytes
+) -> None:
+    """A key A + j·T and a signature made with its secret as if T were not there: valid
+    (libsodium accepts) exactly when k·j·T vanishes; ours must say what libsodium says."""
+    keys = SigningKeyPair.from_seed(seed)
+    key = crypto_core_ed25519_add(keys.public, _torsion_multiples(SMALL_ORDER_POINTS[4])[torsion])
+    r = crypto_core_ed25519_scalar_reduce(hashlib.sha512(nonce).digest())
+    big_r = crypto_scalarmult_ed25519_base_noclamp(r)
+    k = crypto_core_ed25519_scalar_reduce(hashlib.sha512(big_r + key + LARGE).digest())
+    signed = (
+        big_r
+        + crypto_core_ed25519_scalar_add(r, crypto_core_ed25519_scalar_mul(k, _secret_scalar(seed)))
+        + LARGE
+    )
+    assert ours_accepts(key, signed) == libsodium_accepts(key, signed)

@@ -133,3 +133,32 @@ def test_updaters_that_did_not_count_are_explained(tmp_path: Path) -> None:
     late = {"discarded/phase_full", "rejected/phase_ended", "rejected/wrong_phase", "rejected/round_ended"}
     assert set(refused) <= late, refused
     assert f"{selected} selected to update, 3 accepted; not counted: " in done.stdout
+
+
+def test_sum2_answers_are_told_apart_from_sum_answers(tmp_path: Path) -> None:
+    """A Sum2 phase that takes one message. A sum participant sends two messages under one
+    task; each answer is counted under its own message: every selected sum participant's sum
+    message has one answer under "sum", and the sum2 answers (late ones refused) under "sum2"."""
+    port = free_port()
+    config = pet_config(
+        20, port=port, sum_prob=0.5, update_prob=1.0, min_sum_count=3, min_update_count=3,
+        max_counts=(100, 100, 1), times=(3, 0, 0), max_time=60,
+    )  # fmt: skip
+    summary = tmp_path / "summary.json"
+    with coordinator_process(tmp_path, config, port) as coordinator:
+        done = subprocess.run(
+            [sys.executable, "-m", "xaynet", "test-drive", "-u", coordinator.url, "-n", "16",
+             "--rounds", "1", "-l", "20", "--json", str(summary)],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    [round_] = json.loads(summary.read_text())["rounds"]
+    accepted, refused, report = round_["accepted"], round_["refused"], json.dumps(round_)
+    assert accepted["sum2"] == 1 < accepted["sum"], report
+    assert accepted["sum"] + sum(refused.get("sum", {}).values()) == round_["selected"]["sum"], report
+    sum2_refused = refused.get("sum2", {})
+    assert accepted["sum2"] + sum(sum2_refused.values()) + round_["dropped"]["sum2"] <= accepted["sum"], (
+        report
+    )
+    late = {"discarded/phase_full", "rejected/phase_ended", "rejected/wrong_phase", "rejected/round_ended"}
+    assert set(sum2_refused) <= late, report

@@ -199,9 +199,13 @@ class ParticipantGroup:
 
     def _participant(self, index: int, gate: asyncio.Semaphore) -> Participant:
         current: dict[str, bytes] = {}
+        # A sum participant sends two messages (sum, then sum2) under the same task: the SDK's
+        # event names the task, so its first final answer of the round is the sum message's.
+        answered_sum: set[bytes] = set()  # the rounds (seeds) whose sum message had its answer
 
         def new_round(params: RoundParameters) -> None:
             current["seed"] = params.seed
+            answered_sum.clear()
             self._sending.pop(index, None)
 
         def task(chosen: Task, params: RoundParameters) -> None:
@@ -211,8 +215,13 @@ class ParticipantGroup:
         def sent(chosen: Task, answer: PostAnswer, size: int) -> None:
             tally = self._round(current["seed"])
             tally.bytes_sent += size
-            if answer.result in FINAL_RESULTS and answer.result != "accepted":
-                tally.refuse(chosen.name.lower(), answer.result, answer.reason)
+            if answer.result in FINAL_RESULTS:
+                work = chosen.name.lower()
+                if chosen is Task.SUM:
+                    work = "sum2" if current["seed"] in answered_sum else "sum"
+                    answered_sum.add(current["seed"])
+                if answer.result != "accepted":
+                    tally.refuse(work, answer.result, answer.reason)
             if chosen is not Task.UPDATE or answer.result not in FINAL_RESULTS:
                 return
             sending = self._sending.pop(index, None)
