@@ -34,6 +34,7 @@ import dataclasses
 import importlib.util
 import itertools
 import math
+import multiprocessing
 import os
 import shutil
 import signal
@@ -41,10 +42,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 import aiohttp
@@ -146,6 +148,24 @@ class Tally:
 
 
 @dataclass
+class Probes:
+    latencies: list[float] = field(default_factory=list)  # seconds, answered 200
+    failures: list[str] = field(default_factory=list)  # what a probe got instead
+
+    def summary(self) -> str:
+        ordered = sorted(self.latencies)
+        if not ordered:
+            return f"no answer ({len(self.failures)} failed: {self.failures[:3]})"
+        p99 = ordered[min(len(ordered) - 1, math.ceil(len(ordered) * 0.99) - 1)]
+        failed = f", {len(self.failures)} failed ({self.failures[:3]})" if self.failures else ", none failed"
+        return (
+            f"{len(ordered)} answered: p50 {ordered[len(ordered) // 2] * 1e3:.1f} ms, "
+            f"p99 {p99 * 1e3:.1f} ms, "
+            f"max {ordered[-1] * 1e3:.1f} ms{failed}"
+        )
+
+
+@dataclass
 class Result:
     store: str
     length: int
@@ -160,7 +180,7 @@ class Result:
     # reported beside the libsodium floor, so a faster library is not mistaken for less work.
     openssl_unchunked: Tally = field(default_factory=Tally)
     bare_unchunked: Tally = field(default_factory=Tally)  # the bare server, the same whole bodies
-    healthz: list[float] = field(default_factory=list)  # /healthz latencies (`--probe-healthz`)
+    healthz: Probes = field(default_factory=Probes)  # `--probe-healthz`
     redis_cpu: float = 0.0  # redis-server's CPU over the chunked batches
     # the participant's side: this process's CPU per chunk POST to the bare server, through our
     # SDK's client and through a bare aiohttp session (its floor)
@@ -345,30 +365,46 @@ def _py_spy(pid: int, output: Path | None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _healthz_probe(url: str, enabled: bool, latencies: list[float]) -> Iterator[None]:
-    """GET /healthz every 20 ms from a thread while the block runs; each answer's latency is
-    appended. What a liveness probe sees while updates are opened (on the loop or in the pool);
-    the probes' own CPU is counted in the coordinator's, so this is off by default."""
+def _healthz_probe(url: str, enabled: bool, probes: Probes) -> Iterator[None]:
+    """GET /healthz every 20 ms from a process of its own (not this one: its GIL is busy
+    sending the load) while the block runs. What a liveness probe sees while updates are opened
+    (on the loop or in the pool). The probes' own CPU is counted in the coordinator's, so this
+    is off by default."""
     if not enabled:
         yield
         return
-    stop = threading.Event()
-
-    def probe() -> None:
-        while not stop.is_set():
-            started = time.perf_counter()
-            status, _ = http_get(f"{url}/healthz", timeout=30)
-            assert status == 200, f"/healthz answered {status}"
-            latencies.append(time.perf_counter() - started)
-            stop.wait(0.02)
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
+    context = multiprocessing.get_context("fork")
+    stop = context.Event()
+    receiving, sending = context.Pipe(duplex=False)
+    process = context.Process(target=_probe, args=(url, stop, sending), daemon=True)
+    process.start()
     try:
         yield
     finally:
         stop.set()
-        thread.join(60)
+        latencies, failures = receiving.recv() if receiving.poll(60) else ([], ["no report from the probe"])
+        process.join(10)
+        probes.latencies += latencies
+        probes.failures += failures
+
+
+def _probe(url: str, stop: EventType, report: Connection) -> None:
+    latencies: list[float] = []
+    failures: list[str] = []
+    while True:  # at least one probe, however short the block
+        started = time.perf_counter()
+        try:
+            status, _ = http_get(f"{url}/healthz", timeout=30)
+        except OSError as error:  # a timeout, a refused connection
+            failures.append(f"{type(error).__name__}: {error}")
+        else:
+            if status == 200:
+                latencies.append(time.perf_counter() - started)
+            else:
+                failures.append(f"HTTP {status}")
+        if stop.wait(0.02):
+            break
+    report.send((latencies, failures))
 
 
 def _profile_file(plan: Plan, kind: str) -> Path | None:
@@ -555,12 +591,10 @@ def report(results: list[Result]) -> None:
             )
             print(f"{r.store}, {r.loops}, L={r.length:,}: coordinator µs per {what} by thread: {parts}")
     for r in results:
-        if r.healthz:
-            ordered = sorted(r.healthz)
-            p50, p99 = ordered[len(ordered) // 2], ordered[min(len(ordered) - 1, len(ordered) * 99 // 100)]
+        if r.healthz.latencies or r.healthz.failures:
             print(
-                f"{r.store}, {r.loops}, L={r.length:,}: /healthz during the whole updates ({len(ordered)} "
-                f"probes): p50 {p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms, max {ordered[-1] * 1e3:.1f} ms"
+                f"{r.store}, {r.loops}, L={r.length:,}: /healthz during the whole updates: "
+                f"{r.healthz.summary()}"
             )
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f}")
 

@@ -23,7 +23,7 @@ LOOPS = ["asyncio", "uvloop"] if importlib.util.find_spec("uvloop") is not None 
 def test_each_loop_is_measured_on_that_loop_and_nothing_is_lost() -> None:
     small = ["--store", "memory", "--length", "2000", "--chunks", "40", "--whole", "6", "--repeats", "2"]
     run = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "chunks", *small, "--loop", *LOOPS],
+        [sys.executable, "-m", "benchmarks", "chunks", *small, "--loop", *LOOPS, "--probe-healthz"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -40,6 +40,10 @@ def test_each_loop_is_measured_on_that_loop_and_nothing_is_lost() -> None:
         assert all(re.search(r"\d\.\d\d×", row) for row in rows), rows
         assert re.search(
             rf"memory, {loop}, L=2,000: coordinator µs per whole update by thread: event loop \d+", run.stdout
+        )
+        assert re.search(
+            rf"memory, {loop}, L=2,000: /healthz during the whole updates: \d+ answered: .*, none failed",
+            run.stdout,
         )
         assert re.search(
             rf"memory, {loop}, L=2,000: participant CPU per chunk POST: our SDK's client \d+ µs, "

@@ -38,7 +38,7 @@ from tests.processes import (
 from xaynet.coordinator.allocator import trim_threshold
 from xaynet.coordinator.pipeline import ALONE_OPEN_BYTES, INLINE_OPEN_BYTES
 from xaynet.core.bincode import RoundParameters
-from xaynet.core.crypto import LARGE_SIGNED_BYTES, EncryptKeyPair, SigningKeyPair, seal
+from xaynet.core.crypto import OPENSSL_VERIFY_BYTES, EncryptKeyPair, SigningKeyPair, seal
 from xaynet.core.message.assembler import ChunkAssembler, ChunkGroup, ChunkStatus
 from xaynet.core.message.chunks import DEFAULT_MAX_MESSAGE_SIZE, ChunkPayload, split_payload
 from xaynet.core.message.envelope import sign_message
@@ -170,7 +170,7 @@ def test_loop_and_thread_refuse_bad_bodies_alike_and_count_nothing(tmp_path: Pat
         whole = _bad_bodies(keys, params, payload, multipart=False)
         chunk = _bad_bodies(keys, params, chunks[0].to_bytes(), multipart=True)
         assert all(len(b) > INLINE_OPEN_BYTES for b in whole.values()), "whole bodies take the thread"
-        assert all(len(b) > LARGE_SIGNED_BYTES + 48 for b in whole.values()), "and OpenSSL verifies them"
+        assert all(len(b) > OPENSSL_VERIFY_BYTES + 48 for b in whole.values()), "and OpenSSL verifies them"
         assert all(len(b) <= INLINE_OPEN_BYTES for b in chunk.values()), "chunks are opened on the loop"
         for fault in whole:
             big, small = client.post(whole[fault]), client.post(chunk[fault])

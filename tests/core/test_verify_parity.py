@@ -26,7 +26,8 @@ from nacl.bindings import (
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey
 
-from xaynet.core.crypto import LARGE_SIGNED_BYTES, SigningKeyPair, verify_signed
+from xaynet.core import crypto
+from xaynet.core.crypto import OPENSSL_SIGN_BYTES, OPENSSL_VERIFY_BYTES, SigningKeyPair, verify_signed
 from xaynet.core.errors import SignatureError
 
 IDENTITY = bytes([1]) + bytes(31)
@@ -41,7 +42,7 @@ SMALL_ORDER_POINTS = [
     bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
 ]
 KEYS = SigningKeyPair.from_seed(bytes(range(32)))
-LARGE = bytes(range(256)) * (LARGE_SIGNED_BYTES // 256 + 1)
+LARGE = bytes(range(256)) * (OPENSSL_VERIFY_BYTES // 256 + 1)
 SMALL = LARGE[:3000]
 
 
@@ -131,9 +132,9 @@ def test_an_owner_signature_with_identity_r_is_refused() -> None:
     assert not ours_accepts(KEYS.public, signed)
 
 
-@pytest.mark.parametrize("size", [len(SMALL), LARGE_SIGNED_BYTES - 1, LARGE_SIGNED_BYTES, len(LARGE)])
+@pytest.mark.parametrize("size", [len(SMALL), OPENSSL_SIGN_BYTES - 1, OPENSSL_SIGN_BYTES, len(LARGE)])
 def test_large_messages_are_signed_byte_for_byte_as_libsodium_signs(size: int) -> None:
-    """Signing switches to OpenSSL at the same size: the signature must not change with it."""
+    """Signing switches to OpenSSL at OPENSSL_SIGN_BYTES: the signature must not change with it."""
     message = (LARGE * 2)[:size]
     assert KEYS.sign(message) == SigningKey(KEYS.seed).sign(message).signature
 
@@ -250,3 +251,51 @@ def test_any_key_with_a_torsion_component_gets_libsodium_s_verdict(
         + LARGE
     )
     assert ours_accepts(key, signed) == libsodium_accepts(key, signed)
+
+
+# Every encoding of a point of small order, with its order (y = p and p + 1 are non-canonical
+# encodings of y = 0 and 1), with either sign of x.
+_SMALL_ORDER_Y = [
+    (1, 1),
+    (FIELD_PRIME + 1, 1),
+    (FIELD_PRIME - 1, 2),
+    (0, 4),
+    (FIELD_PRIME, 4),
+    *((int.from_bytes(p, "little"), 8) for p in SMALL_ORDER_POINTS[4:]),
+]
+_SMALL_ORDER_KEYS = [
+    ((y | sign << 255).to_bytes(32, "little"), order) for y, order in _SMALL_ORDER_Y for sign in (0, 1)
+]
+
+
+@pytest.mark.parametrize(
+    ("key", "order"), _SMALL_ORDER_KEYS, ids=[k.hex()[:6] + k.hex()[-4:] for k, _ in _SMALL_ORDER_KEYS]
+)
+def test_a_forgery_under_any_small_order_key_is_refused(key: bytes, order: int) -> None:
+    """R = B, S = 1 verifies under a key T of small order whenever k ≡ 0 (mod the order of T):
+    a message is found for each key, so the key half of the gate is exercised for every one
+    (with one fixed message OpenSSL alone refuses most of them anyway)."""
+    for attempt in range(400):
+        message = LARGE + attempt.to_bytes(2, "little")
+        k = crypto_core_ed25519_scalar_reduce(hashlib.sha512(BASE_POINT + key + message).digest())
+        if k[0] % order == 0:
+            break
+    else:
+        pytest.fail(f"no message with k ≡ 0 (mod {order}) in 400 tries")
+    signed = BASE_POINT + (1).to_bytes(32, "little") + message
+    assert openssl_alone_accepts(key, signed), "the forgery verifies under the equation alone"
+    assert not libsodium_accepts(key, signed)
+    assert not ours_accepts(key, signed)
+
+
+def test_an_honest_large_message_is_verified_by_openssl(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The point of the gate: honest large messages do not fall back to libsodium (its SHA-512
+    is ~1.5× slower)."""
+
+    def libsodium(public_key: bytes, signed: bytes) -> None:
+        raise AssertionError("verified by libsodium")
+
+    monkeypatch.setattr(crypto, "_verify_with_libsodium", libsodium)
+    for seed in range(20):
+        keys = SigningKeyPair.from_seed(bytes([seed]) * 32)
+        verify_signed(keys.public, keys.sign(LARGE) + LARGE)

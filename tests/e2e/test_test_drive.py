@@ -111,7 +111,8 @@ def test_a_round_without_progress_is_reported_stalled(tmp_path: Path) -> None:
 
 def test_updaters_that_did_not_count_are_explained(tmp_path: Path) -> None:
     """A phase that takes only 3 updates: every other selected updater is accounted for, with
-    the coordinator's answer ("discarded/phase_full", "rejected/phase_ended") or as stopped."""
+    the coordinator's answer ("discarded/phase_full", "rejected/phase_ended"), as stopped, or
+    as without a final answer."""
     port = free_port()
     config = pet_config(
         20, port=port, sum_prob=0.2, update_prob=1.0, min_update_count=3, max_counts=(100, 3, 100),
@@ -129,10 +130,17 @@ def test_updaters_that_did_not_count_are_explained(tmp_path: Path) -> None:
     selected, accepted = round_["selected"]["update"], round_["updates_known_accepted"]
     refused = round_["refused"].get("update", {})
     assert accepted == 3 < selected
-    assert accepted + sum(refused.values()) + round_["dropped"]["update"] == selected, round_
+    # On a loaded machine some updaters are still sending when the round completes and
+    # test-drive stops: they are said to be without a final answer, never left out.
+    unanswered = selected - accepted - sum(refused.values()) - round_["dropped"]["update"]
+    assert unanswered >= 0, round_
     late = {"discarded/phase_full", "rejected/phase_ended", "rejected/wrong_phase", "rejected/round_ended"}
     assert set(refused) <= late, refused
-    assert f"{selected} selected to update, 3 accepted; not counted: " in done.stdout
+    [line] = [
+        line for line in done.stdout.splitlines() if f"{selected} selected to update, 3 accepted" in line
+    ]
+    assert "not counted: " in line
+    assert (f"{unanswered} without a final answer" in line) == (unanswered > 0), (line, round_)
 
 
 def test_sum2_answers_are_told_apart_from_sum_answers(tmp_path: Path) -> None:
