@@ -13,9 +13,10 @@ Floors, measured in the same run and interleaved with the timed batches:
   (b) a bare aiohttp server process (`benchmarks/bare_server.py`) that reads each POST body
       and answers 200, sent the same chunk bodies the same way (its CPU time per request).
 Per chunk: ours / ((a) + (b)), target ≤ 1.5×. Per unchunked update: ours / ((a) + one numpy
-add of the update's length), target ≤ 1.3×. Each ratio is taken per repeat (a batch of ours
-against the floor batches run right beside it) and the median of the repeats is the figure:
-on a shared machine the cores' speed drifts within a run.
+add of the update's length), target ≤ 1.3×. The batches are repeated (`--repeats`, interleaved
+with the floors'); the target is checked on the ratio of each side's fastest repeat (other
+tenants of a shared machine only add time), and the median of the per-repeat ratios (each
+batch against the floor batches run beside it) is printed with its range next to it.
 
 Both servers run on the same event loop (`--loop`: asyncio's own, the coordinator's default,
 and/or uvloop, `XAYNET_EVENT_LOOP=uvloop`, where it is installed); the loop each process
@@ -513,14 +514,25 @@ def paired_ratios(ours: Tally, floors: list[Tally], per_message: bool = False) -
     return [mine / base for mine, base in zip(_per(ours, per_message), floor, strict=True)]
 
 
-def _ratio_cell(ratios: list[float]) -> str:
-    return f"{statistics.median(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f})"
+def best_ratio(ours: Tally, floors: list[Tally], per_message: bool = False) -> float:
+    """Ours' fastest repeat ÷ the floor's fastest (a floor of parts: each part's fastest).
+    Other tenants of a shared machine only ever add CPU time (cache and memory contention, the
+    clock), so each side's fastest repeat is the closest estimate of its own cost (timeit's
+    reasoning); the same statistic on both sides keeps the ratio fair. This is the figure the
+    target is checked on."""
+    floor = sum(min(_per(part, per_message)) for part in floors)
+    return min(_per(ours, per_message)) / floor
+
+
+def _ratio_cell(best: float, paired: list[float]) -> str:
+    median = statistics.median(paired)
+    return f"{best:.2f}× · {median:.2f}× ({min(paired):.2f}–{max(paired):.2f})"
 
 
 def report(results: list[Result]) -> None:
     table = Table(title="Coordinator CPU per chunk (3,912 B) and per whole update, with same-run floors")
     columns: tuple[str, ...] = ("store", "loop", "weights", "what", "ours µs", "ours wall µs")
-    columns += ("floor", "floor µs", "ratio: median of repeats (range)", "target")
+    columns += ("floor", "floor µs", "ratio: fastest repeats · median of paired repeats (range)", "target")
     for column in columns:
         table.add_column(column, justify="left" if column in ("store", "loop", "what", "floor") else "right")
     for r in results:
@@ -528,7 +540,7 @@ def report(results: list[Result]) -> None:
         opened = _us(r.open_chunks.cpu, r.open_chunks.requests)
         bare = _us(r.bare.cpu, r.bare.requests)
         ratios = paired_ratios(r.chunked, [r.open_chunks, r.bare])
-        ratio = statistics.median(ratios)
+        ratio = best_ratio(r.chunked, [r.open_chunks, r.bare])
         redis_cpu = _us(r.redis_cpu, r.chunked.requests)
         redis_note = f" (+ redis-server {redis_cpu:.0f})" if r.store == "redis" else ""
         bare_wall = _us(r.bare.wall, r.bare.requests)
@@ -541,14 +553,14 @@ def report(results: list[Result]) -> None:
             f"{_us(r.chunked.wall, r.chunked.requests):.0f}",
             f"open+verify {opened:.0f} + bare aiohttp {bare:.0f} (wall {bare_wall:.0f})",
             f"{opened + bare:.0f}",
-            _ratio_cell(ratios),
+            _ratio_cell(ratio, ratios),
             f"≤ {CHUNK_TARGET}× {'ok' if ratio <= CHUNK_TARGET else 'MISSED'}",
         )
         whole = _us(r.unchunked.cpu, r.unchunked.messages)
         bare_whole = _us(r.bare_unchunked.cpu, r.bare_unchunked.messages)
         floor = _us(r.open_unchunked.cpu, r.open_unchunked.messages)
         ratios = paired_ratios(r.unchunked, [r.open_unchunked], per_message=True)
-        ratio = statistics.median(ratios)
+        ratio = best_ratio(r.unchunked, [r.open_unchunked], per_message=True)
         table.add_row(
             r.store,
             r.loops,
@@ -558,7 +570,7 @@ def report(results: list[Result]) -> None:
             f"{_us(r.unchunked.wall, r.unchunked.messages):.0f}",
             f"open+verify + numpy add (HTTP alone, bare aiohttp: {bare_whole:.0f}, not in the floor)",
             f"{floor:.0f}",
-            _ratio_cell(ratios),
+            _ratio_cell(ratio, ratios),
             f"≤ {CHUNKED_TARGET}× {'ok' if ratio <= CHUNKED_TARGET else 'MISSED'}",
         )
     Console(width=180).print(table)
@@ -606,7 +618,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--whole", type=int, default=300, help="unchunked updates per store and length")
     parser.add_argument("--summers", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=5, help="interleaved batches (each kind, each floor)")
+    parser.add_argument("--repeats", type=int, default=6, help="interleaved batches (each kind, each floor)")
     parser.add_argument("--store", choices=["memory", "redis"], nargs="+", default=["memory", "redis"])
     default_loop = event_loop.loop_factory()[0]
     parser.add_argument(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.chunks import Tally, paired_ratios
+from benchmarks.chunks import Tally, best_ratio, paired_ratios
 
 ROOT = Path(__file__).resolve().parents[2]
 LOOPS = ["asyncio", "uvloop"] if importlib.util.find_spec("uvloop") is not None else ["asyncio"]
@@ -64,3 +64,14 @@ def test_each_repeat_is_divided_by_the_floor_run_beside_it() -> None:
     bare.add(cpu=2.0, wall=0.0, requests=2, messages=1)
     assert paired_ratios(ours, [opened, bare]) == pytest.approx([1.5, 1.2])
     assert paired_ratios(ours, [opened], per_message=True) == pytest.approx([3.0, 1.5])
+
+
+def test_the_target_is_checked_on_each_side_s_fastest_repeat() -> None:
+    """Interference only adds time: ours' fastest batch against the floor's fastest parts."""
+    ours, opened, bare = Tally(), Tally(), Tally()
+    for mine, open_part, bare_part in ((3.0, 1.0, 1.0), (2.0, 1.6, 0.2), (5.0, 4.0, 2.0)):
+        ours.add(cpu=mine, wall=0.0, requests=1, messages=1)
+        opened.add(cpu=open_part, wall=0.0, requests=1, messages=1)
+        bare.add(cpu=bare_part, wall=0.0, requests=1, messages=1)
+    assert best_ratio(ours, [opened, bare]) == pytest.approx(2.0 / (1.0 + 0.2))
+    assert best_ratio(ours, [opened], per_message=True) == pytest.approx(2.0)
