@@ -186,7 +186,10 @@ def test_stopping_test_drive_prints_the_finished_rounds(sig: signal.Signals, cod
     assert process.returncode == code, output
     assert "Traceback" not in output
     assert "interrupted after" in out and "of 50 rounds" in out
-    assert err.strip() == f"xaynet test-drive: {said}"
+    *before_stop, last = err.strip().splitlines()
+    assert last == f"xaynet test-drive: {said}"
+    # on a loaded machine a round may fail before the signal: one line each, nothing else
+    assert all(line.startswith("round failed: ") for line in before_stop), err
     assert "completed rounds" in out  # the table of what finished
 
 
