@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -109,15 +110,9 @@ def test_a_round_without_progress_is_reported_stalled(tmp_path: Path) -> None:
     assert "Traceback" not in done.stdout + done.stderr
 
 
-def test_updaters_that_did_not_count_are_explained(tmp_path: Path) -> None:
-    """A phase that takes only 3 updates: every other selected updater is accounted for, with
-    the coordinator's answer ("discarded/phase_full", "rejected/phase_ended"), as stopped, or
-    as without a final answer."""
-    port = free_port()
-    config = pet_config(
-        20, port=port, sum_prob=0.2, update_prob=1.0, min_update_count=3, max_counts=(100, 3, 100),
-        times=(1, 0, 0), max_time=60,
-    )  # fmt: skip
+def _one_round_of_16(tmp_path: Path, config: str, port: int) -> tuple[subprocess.CompletedProcess[str], Any]:
+    """test-drive, 16 participants, one round against a coordinator of `config`: its output
+    and its `--json` record of the round."""
     summary = tmp_path / "summary.json"
     with coordinator_process(tmp_path, config, port) as coordinator:
         done = subprocess.run(
@@ -127,6 +122,19 @@ def test_updaters_that_did_not_count_are_explained(tmp_path: Path) -> None:
         )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     [round_] = json.loads(summary.read_text())["rounds"]
+    return done, round_
+
+
+def test_updaters_that_did_not_count_are_explained(tmp_path: Path) -> None:
+    """A phase that takes only 3 updates: every other selected updater is accounted for, with
+    the coordinator's answer ("discarded/phase_full", "rejected/phase_ended"), as stopped, or
+    as without a final answer."""
+    port = free_port()
+    config = pet_config(
+        20, port=port, sum_prob=0.2, update_prob=1.0, min_update_count=3, max_counts=(100, 3, 100),
+        times=(1, 0, 0), max_time=60,
+    )  # fmt: skip
+    done, round_ = _one_round_of_16(tmp_path, config, port)
     selected, accepted = round_["selected"]["update"], round_["updates_known_accepted"]
     refused = round_["refused"].get("update", {})
     assert accepted == 3 < selected
@@ -152,15 +160,7 @@ def test_sum2_answers_are_told_apart_from_sum_answers(tmp_path: Path) -> None:
         20, port=port, sum_prob=0.5, update_prob=1.0, min_sum_count=3, min_update_count=3,
         max_counts=(100, 100, 1), times=(3, 0, 0), max_time=60,
     )  # fmt: skip
-    summary = tmp_path / "summary.json"
-    with coordinator_process(tmp_path, config, port) as coordinator:
-        done = subprocess.run(
-            [sys.executable, "-m", "xaynet", "test-drive", "-u", coordinator.url, "-n", "16",
-             "--rounds", "1", "-l", "20", "--json", str(summary)],
-            capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    [round_] = json.loads(summary.read_text())["rounds"]
+    _, round_ = _one_round_of_16(tmp_path, config, port)
     accepted, refused, report = round_["accepted"], round_["refused"], json.dumps(round_)
     assert accepted["sum2"] == 1 < accepted["sum"], report
     assert accepted["sum"] + sum(refused.get("sum", {}).values()) == round_["selected"]["sum"], report
