@@ -66,8 +66,8 @@ def test_each_repeat_is_divided_by_the_floor_run_beside_it() -> None:
     assert paired_ratios(ours, [opened], per_message=True) == pytest.approx([3.0, 1.5])
 
 
-def test_the_target_is_checked_on_each_side_s_fastest_repeat() -> None:
-    """Interference only adds time: ours' fastest batch against the floor's fastest parts."""
+def test_the_fastest_repeats_ratio_takes_each_floor_part_s_fastest() -> None:
+    """Printed beside the target's median: ours' fastest batch against the floor's fastest parts."""
     ours, opened, bare = Tally(), Tally(), Tally()
     for mine, open_part, bare_part in ((3.0, 1.0, 1.0), (2.0, 1.6, 0.2), (5.0, 4.0, 2.0)):
         ours.add(cpu=mine, wall=0.0, requests=1, messages=1)

@@ -402,23 +402,26 @@ async def _follow(
 
 async def _settle_dropped(drivers: Drivers, completed: list[RoundRecord]) -> None:
     """Work stopped because its phase ended is known a moment after the round's model appears
-    (a participant looks between masks, the drivers' watch every 0.5 s): read the counts
-    again until they stop changing (at most DROPPED_SETTLE_SECONDS), for the summary."""
+    (a participant looks between masks, the drivers' watch every 0.5 s), and so are late
+    answers: read the counts (selected, dropped, refused) again until they stop changing (at
+    most DROPPED_SETTLE_SECONDS), for the summary."""
     recent = completed[-ROUNDS_KEPT:]
-    previous: list[tuple[dict[str, int], dict[str, dict[str, int]]]] | None = None
+    # selected too: a participant that learns its task after the round's record was taken
+    # would otherwise show up among the refused but not among the selected
+    previous: list[tuple[dict[str, int], dict[str, int], dict[str, dict[str, int]]]] | None = None
     deadline = time.monotonic() + DROPPED_SETTLE_SECONDS
     while time.monotonic() < deadline:
         try:
             tallies = [RoundTally.combine(r.seed, await drivers.tallies(r.seed)) for r in recent]
         except RuntimeError:
             return  # a driver died meanwhile: keep what the checks saw
-        current = [(t.dropped, t.refused) for t in tallies]
+        current = [(t.selected, t.dropped, t.refused) for t in tallies]
         if current == previous:
             break
         previous = current
         await asyncio.sleep(1.0)
-    for record, (dropped, refused) in zip(recent, previous or [], strict=False):
-        record.dropped, record.refused = dropped, refused
+    for record, (selected, dropped, refused) in zip(recent, previous or [], strict=False):
+        record.selected, record.dropped, record.refused = selected, dropped, refused
 
 
 def _stop_for(problem: tuple[str, str], display: Display, outcome: Outcome) -> None:
