@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xaynet.coordinator.service import SHUTDOWN_SECONDS
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -229,7 +231,9 @@ class CoordinatorProcess:
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(sig)
-            self.process.wait(10)
+            # a graceful stop may take its own bound: requests in flight, then the phase
+            # machine, SHUTDOWN_SECONDS each (a request held by a fault proxy takes the first)
+            self.process.wait(10 if sig == signal.SIGKILL else 2 * SHUTDOWN_SECONDS + 10)
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
